@@ -1,0 +1,1 @@
+"""LEAF embedding models for MongoDB vector search."""
