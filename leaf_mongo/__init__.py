@@ -1,1 +1,74 @@
-"""LEAF embedding models for MongoDB vector search."""
+"""LEAF embedding models for MongoDB vector search.
+
+Documents are embedded once by a large teacher model; queries are embedded on the spot, on a CPU, by a small
+"leaf" model distilled into the teacher's space. One :class:`VectorSpec` drives the index definition, the
+stored vectors and the query vectors.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+from leaf_mongo.encoders import VectorEncoder
+from leaf_mongo.errors import (
+    FilterError,
+    LeafMongoError,
+    ModelLoadError,
+    SearchIndexError,
+    ServerError,
+    SettingsError,
+    SpecMismatchError,
+)
+from leaf_mongo.index import ensure_vector_index, vector_index_definition, wait_for_vector_index
+from leaf_mongo.profiles import PROFILES, QUERY_PROMPT, Profile
+from leaf_mongo.redact import redact_uri
+from leaf_mongo.settings import LeafMongoSettings, load_settings
+from leaf_mongo.spec import VectorSpec, spec_from_settings
+from leaf_mongo.spec_store import aload_spec, load_spec, save_spec
+
+# Heavier parts (LangChain, ingest pipeline) load on first access.
+_LAZY = {
+    "LeafRetriever": "leaf_mongo.retriever",
+    "LeafEmbeddings": "leaf_mongo.embeddings",
+    "ingest": "leaf_mongo.ingest",
+    "IngestReport": "leaf_mongo.ingest",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'leaf_mongo' has no attribute {name!r}")
+
+
+__all__ = [
+    "PROFILES",
+    "QUERY_PROMPT",
+    "FilterError",
+    "LeafMongoError",
+    "LeafMongoSettings",
+    "LeafEmbeddings",
+    "LeafRetriever",
+    "IngestReport",
+    "ModelLoadError",
+    "Profile",
+    "SearchIndexError",
+    "ServerError",
+    "SettingsError",
+    "SpecMismatchError",
+    "VectorEncoder",
+    "VectorSpec",
+    "aload_spec",
+    "ensure_vector_index",
+    "ingest",
+    "load_settings",
+    "load_spec",
+    "redact_uri",
+    "save_spec",
+    "spec_from_settings",
+    "vector_index_definition",
+    "wait_for_vector_index",
+]

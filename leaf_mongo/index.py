@@ -1,0 +1,142 @@
+"""The ``vectorSearch`` index: its definition derived from the spec, and ensuring/waiting on it.
+
+Index status on MongoDB Community lags (mongot refreshes ``$listSearchIndexes`` every 30 s), and a FAILED
+index would otherwise be waited on forever, so waiting is done against a deadline and fails clearly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pymongo.collection import Collection
+from pymongo.errors import OperationFailure
+from pymongo.operations import SearchIndexModel
+
+from leaf_mongo.errors import SearchIndexError, ServerError
+from leaf_mongo.spec import VectorSpec
+
+SEARCH_NOT_ENABLED = 31082
+
+EnsureAction = Literal["created", "updated", "unchanged"]
+
+
+def vector_index_definition(spec: VectorSpec) -> dict[str, Any]:
+    """The ``vectorSearch`` definition for ``spec``: one vector field plus its declared filter fields."""
+    vector: dict[str, Any] = {
+        "type": "vector",
+        "path": spec.embedding_field,
+        "numDimensions": spec.dimensions,
+        "similarity": spec.similarity,
+        "quantization": spec.quantization,
+    }
+    hnsw = {
+        k: v
+        for k, v in (("maxEdges", spec.hnsw_max_edges), ("numEdgeCandidates", spec.hnsw_num_edge_candidates))
+        if v is not None
+    }
+    if hnsw:
+        vector["hnswOptions"] = hnsw
+    return {"fields": [vector, *({"type": "filter", "path": f} for f in spec.filter_fields)]}
+
+
+def definitions_match(wanted: dict[str, Any], existing: dict[str, Any] | None) -> bool:
+    """True when every field we ask for is present with the same options.
+
+    The server may add defaults to ``latestDefinition`` (e.g. ``hnswOptions``); only the keys we set count,
+    but the set of fields must be the same.
+    """
+    if not existing:
+        return False
+    have = {(f.get("type"), f.get("path")): f for f in existing.get("fields", [])}
+    want = {(f["type"], f["path"]): f for f in wanted["fields"]}
+    if set(have) != set(want):
+        return False
+    for key, field in want.items():
+        other = have[key]
+        for k, v in field.items():
+            default = {"quantization": "none"}.get(k)
+            if other.get(k, default) != v:
+                return False
+    return True
+
+
+def server_error(exc: Exception, action: str) -> ServerError:
+    """Map a pymongo failure to one clear line (SearchNotEnabled gets its own explanation)."""
+    if isinstance(exc, OperationFailure) and exc.code == SEARCH_NOT_ENABLED:
+        return ServerError(
+            f"{action}: this MongoDB server has no search (SearchNotEnabled, code 31082): mongod is not "
+            "wired to a mongot. Use MongoDB 8.2+ with mongot (see docker-compose.yml) or Atlas."
+        )
+    if isinstance(exc, OperationFailure):
+        msg = (exc.details or {}).get("errmsg") or str(exc)
+        return ServerError(f"{action}: {msg} (code {exc.code})")
+    return ServerError(f"{action}: {exc}")
+
+
+def get_search_index(collection: Collection[Any], name: str) -> dict[str, Any] | None:
+    """The ``$listSearchIndexes`` entry for ``name``, or None."""
+    try:
+        for entry in collection.list_search_indexes(name):
+            if entry.get("name") == name:
+                return dict(entry)
+    except OperationFailure as exc:
+        if exc.code == 26:  # NamespaceNotFound: no collection, so no index
+            return None
+        raise server_error(exc, f"listing search indexes of {collection.full_name}") from None
+    return None
+
+
+def ensure_vector_index(collection: Collection[Any], name: str, spec: VectorSpec) -> EnsureAction:
+    """Create the index if missing, update it if only its options differ; never drop data."""
+    wanted = vector_index_definition(spec)
+    existing = get_search_index(collection, name)
+    try:
+        if existing is None:
+            collection.create_search_index(SearchIndexModel(definition=wanted, name=name, type="vectorSearch"))
+            return "created"
+        if existing.get("type", "vectorSearch") != "vectorSearch":
+            raise SearchIndexError(
+                f"search index {name!r} on {collection.full_name} exists but is of type {existing.get('type')!r}, "
+                "not vectorSearch; choose another LEAF_MONGO_INDEX_NAME"
+            )
+        if definitions_match(wanted, existing.get("latestDefinition")):
+            return "unchanged"
+        collection.update_search_index(name, wanted)
+        return "updated"
+    except OperationFailure as exc:
+        raise server_error(exc, f"creating search index {name!r} on {collection.full_name}") from None
+
+
+def wait_for_vector_index(
+    collection: Collection[Any],
+    name: str,
+    *,
+    timeout: float,
+    require_ready: bool = False,
+    interval: float = 0.5,
+    on_status: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Poll until the index is queryable (or READY after an update); fail on FAILED or at the deadline."""
+    deadline = time.monotonic() + timeout
+    status = "DOES_NOT_EXIST"
+    while True:
+        entry = get_search_index(collection, name)
+        status = entry.get("status", "UNKNOWN") if entry else "DOES_NOT_EXIST"
+        if on_status:
+            on_status(status)
+        if entry is not None:
+            if status == "FAILED":
+                detail = entry.get("statusDetail") or entry.get("message") or ""
+                raise SearchIndexError(
+                    f"search index {name!r} on {collection.full_name} FAILED to build {detail}".rstrip()
+                )
+            if status == "READY" or (entry.get("queryable") and not require_ready):
+                return entry
+        if time.monotonic() >= deadline:
+            raise SearchIndexError(
+                f"search index {name!r} on {collection.full_name} is still {status} after {timeout:.0f} s; "
+                "MongoDB Community refreshes index status only every 30 s: raise LEAF_MONGO_INDEX_WAIT_SECONDS"
+            )
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))

@@ -1,0 +1,113 @@
+"""Typed settings: environment variables (``LEAF_MONGO_*``), a ``.env`` file, then CLI flags on top."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from leaf_mongo.redact import redact_uri
+
+Dtype = Literal["float32", "int8", "binary"]
+Quantization = Literal["none", "scalar", "binary"]
+Similarity = Literal["cosine", "dotProduct", "euclidean"]
+
+
+class LeafMongoSettings(BaseSettings):
+    """Everything a run can be configured with; every field maps to ``LEAF_MONGO_<FIELD>``.
+
+    Model-related fields left unset (``None``) come from the chosen profile, so ``LEAF_MONGO_PROFILE=mt``
+    alone switches teacher, leaf model, dimensions and int8 ranges together.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="LEAF_MONGO_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # Connection and names
+    uri: SecretStr = Field(SecretStr("mongodb://localhost:27017"), description="MongoDB connection string (secret)")
+    database: str = Field("leaf_mongo", min_length=1)
+    collection: str = Field("chunks", min_length=1)
+    index_name: str = Field("leaf_vector_index", min_length=1)
+    server_timeout_ms: int = Field(10_000, ge=100, description="How long to look for a reachable server")
+
+    # Models and vectors
+    profile: Literal["ir", "mt"] = "ir"
+    teacher_model: str | None = Field(None, description="HF id or local folder; default: the profile's")
+    leaf_model: str | None = Field(None, description="HF id or local folder; default: the profile's")
+    query_prompt: str | None = Field(None, description="Prefix for queries; default: the profile's")
+    dimensions: int | None = Field(None, ge=1, description="MRL truncation; default: the model's full dimension")
+    dtype: Dtype = "float32"
+    quantization: Quantization = "none"
+    similarity: Similarity | None = Field(None, description="Default cosine (euclidean for binary storage)")
+    int8_min: float | None = Field(None, description="int8 calibration lower bound; default: the profile's")
+    int8_max: float | None = Field(None, description="int8 calibration upper bound; default: the profile's")
+    store_full_precision: bool = Field(False, description="Also keep float32 vectors for rescoring")
+    hnsw_max_edges: int | None = Field(None, ge=16, le=64)
+    hnsw_num_edge_candidates: int | None = Field(None, ge=100, le=3200)
+    filter_fields: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["source"])
+    device: str | None = Field(None, description="torch device for the models (default: automatic)")
+
+    # Ingest
+    chunk_size: int = Field(256, ge=16, description="Tokens per chunk (teacher tokenizer)")
+    chunk_overlap: int = Field(32, ge=0)
+    batch_size: int = Field(64, ge=1, description="Texts per teacher encode call")
+    write_batch_size: int = Field(500, ge=1)
+    max_file_mb: float = Field(10.0, gt=0)
+    index_wait_seconds: float = Field(180.0, gt=0, description="Deadline for the index to become queryable")
+
+    # Query
+    k: int = Field(4, ge=1, le=10_000)
+    num_candidates_factor: int = Field(20, ge=1, description="numCandidates = factor x k, clamped to [k, 10000]")
+
+    @field_validator("filter_fields", mode="before")
+    @classmethod
+    def _split_fields(cls, value: Any) -> Any:
+        """Accept ``source,title`` or a JSON list from the environment."""
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                import json
+
+                return json.loads(value)
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @property
+    def redacted_uri(self) -> str:
+        return redact_uri(self.uri.get_secret_value())
+
+    def with_overrides(self, **overrides: Any) -> LeafMongoSettings:
+        """A copy with CLI flags applied on top (``None`` means 'flag not given')."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:
+            return self
+        data = self.model_dump()
+        data.update(given)
+        return type(self).model_validate(data)
+
+
+def env_name(field: str) -> str:
+    """The environment variable behind a settings field, for error messages."""
+    return f"LEAF_MONGO_{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> LeafMongoSettings:
+    """Read env and ``.env``, apply CLI overrides, and turn validation failures into one clear message."""
+    from pydantic import ValidationError
+
+    from leaf_mongo.errors import SettingsError
+
+    try:
+        return LeafMongoSettings().with_overrides(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "settings"
+        got = err.get("input")
+        shown = "***" if field == "uri" else repr(got)
+        raise SettingsError(env_name(field), f"{err['msg']} (got {shown})") from None

@@ -1,0 +1,187 @@
+"""The vector spec: one immutable description of how vectors are made, stored, indexed and queried.
+
+Ingest, the index definition, the stored documents and the retriever all derive from one ``VectorSpec``,
+and the spec is persisted beside the collection. MongoDB accepts several combinations that silently return
+nothing (a packed-bit vector under cosine, an int8 vector under automatic quantization, a query of another
+dtype than the stored one), so every rule is checked here, at construction, with a message that names the
+setting and the values it allows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from leaf_mongo.errors import SettingsError, SpecMismatchError
+from leaf_mongo.profiles import PROFILES, known_dimensions
+from leaf_mongo.settings import Dtype, LeafMongoSettings, Quantization, Similarity, env_name
+
+MAX_DIMENSIONS = 8192  # mongot VectorFieldSpecification.MAX_DIMENSIONS
+SPEC_VERSION = 1
+
+
+class VectorSpec(BaseModel):
+    """How vectors are produced and stored; frozen so every part sees the same values."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    teacher_model: str
+    leaf_model: str
+    full_dimensions: int
+    dimensions: int
+    dtype: Dtype = "float32"
+    quantization: Quantization = "none"
+    similarity: Similarity = "cosine"
+    int8_min: float = -0.3
+    int8_max: float = 0.3
+    query_prompt: str = ""
+    embedding_field: str = "embedding"
+    text_field: str = "text"
+    full_precision_field: str | None = None
+    filter_fields: tuple[str, ...] = ("source",)
+    hnsw_max_edges: int | None = None
+    hnsw_num_edge_candidates: int | None = None
+    version: int = SPEC_VERSION
+
+    def model_post_init(self, __context: Any) -> None:
+        _validate(self)
+
+    @property
+    def bytes_per_vector(self) -> int:
+        """Payload bytes of one stored vector (BinData header of 2 bytes excluded)."""
+        if self.dtype == "float32":
+            return 4 * self.dimensions
+        if self.dtype == "int8":
+            return self.dimensions
+        return self.dimensions // 8
+
+    def to_document(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> VectorSpec:
+        return cls.model_validate({k: v for k, v in doc.items() if k in cls.model_fields})
+
+    def storage_conflicts(self, stored: VectorSpec) -> list[str]:
+        """Differences that make vectors written under ``stored`` incomparable with this spec.
+
+        Index-only options (quantization, similarity, HNSW, filter fields) are not conflicts: the index
+        can be updated in place. A different teacher, dimension, dtype or int8 calibration is.
+        """
+        out = []
+        for name in (
+            "teacher_model",
+            "full_dimensions",
+            "dimensions",
+            "dtype",
+            "embedding_field",
+            "text_field",
+        ):
+            a, b = getattr(stored, name), getattr(self, name)
+            if a != b:
+                out.append(f"{name}: stored {a!r}, requested {b!r}")
+        if self.dtype == "int8" and (stored.int8_min, stored.int8_max) != (self.int8_min, self.int8_max):
+            out.append(
+                f"int8 range: stored [{stored.int8_min}, {stored.int8_max}], "
+                f"requested [{self.int8_min}, {self.int8_max}]"
+            )
+        return out
+
+    def require_compatible(self, stored: VectorSpec, where: str) -> None:
+        """Raise one clear message when ``stored`` vectors cannot be used with this spec."""
+        conflicts = self.storage_conflicts(stored)
+        if conflicts:
+            raise SpecMismatchError(
+                f"the vectors stored in {where} were made with a different spec ({'; '.join(conflicts)}). "
+                "Use the stored settings, or re-ingest with --recreate to rebuild the collection."
+            )
+
+
+def _fail(field: str, message: str) -> None:
+    raise SettingsError(env_name(field), message)
+
+
+def _validate(s: VectorSpec) -> None:
+    """The combinations MongoDB Vector Search accepts (reference §2.1)."""
+    if not 1 <= s.dimensions <= MAX_DIMENSIONS:
+        _fail("dimensions", f"{s.dimensions} is out of range; allowed: 1..{MAX_DIMENSIONS}")
+    if s.dimensions > s.full_dimensions:
+        _fail(
+            "dimensions",
+            f"{s.dimensions} exceeds the model's {s.full_dimensions} dimensions; "
+            f"allowed: 1..{s.full_dimensions} (MRL truncation keeps a prefix)",
+        )
+    if s.dtype == "binary":
+        if s.similarity != "euclidean":
+            _fail(
+                "similarity",
+                f"{s.similarity!r} is not allowed with LEAF_MONGO_DTYPE=binary (packed bits are compared by "
+                "Hamming distance, exposed as euclidean); allowed: euclidean",
+            )
+        if s.quantization != "none":
+            _fail(
+                "quantization",
+                f"{s.quantization!r} is not allowed with LEAF_MONGO_DTYPE=binary (vectors are already "
+                "quantized); allowed: none",
+            )
+        if s.dimensions % 8:
+            _fail(
+                "dimensions",
+                f"{s.dimensions} is not allowed with LEAF_MONGO_DTYPE=binary; allowed: a multiple of 8",
+            )
+    if s.dtype == "int8" and s.quantization != "none":
+        _fail(
+            "quantization",
+            f"{s.quantization!r} is not allowed with LEAF_MONGO_DTYPE=int8 (MongoDB quantizes only float "
+            "vectors and silently skips others); allowed: none",
+        )
+    if s.quantization == "binary" and s.dimensions % 8:
+        _fail(
+            "dimensions",
+            f"{s.dimensions} is not allowed with LEAF_MONGO_QUANTIZATION=binary; allowed: a multiple of 8",
+        )
+    if s.dtype == "int8" and not s.int8_min < s.int8_max:
+        _fail("int8_min", f"must be below LEAF_MONGO_INT8_MAX (got {s.int8_min} >= {s.int8_max})")
+    if s.full_precision_field is not None and s.full_precision_field == s.embedding_field:
+        _fail("store_full_precision", "the full-precision field must differ from the embedding field")
+    for f in s.filter_fields:
+        if not f or f.startswith("$") or f in (s.embedding_field, s.full_precision_field):
+            _fail("filter_fields", f"{f!r} cannot be a filter field; allowed: metadata field names")
+
+
+def spec_from_settings(settings: LeafMongoSettings, full_dimensions: int | None = None) -> VectorSpec:
+    """Resolve the profile, explicit overrides and defaults into a validated spec.
+
+    ``full_dimensions`` is the teacher's output dimension; it is known for the published models and must be
+    given (read from the loaded model) for any other teacher.
+    """
+    profile = PROFILES[settings.profile]
+    teacher = settings.teacher_model or profile.teacher_model
+    leaf = settings.leaf_model or profile.leaf_model
+    if full_dimensions is None:
+        full_dimensions = known_dimensions(teacher)
+    if full_dimensions is None:
+        from leaf_mongo.models import model_dimension
+
+        full_dimensions = model_dimension(teacher, device=settings.device)
+    lo, hi = profile.int8_range
+    similarity = settings.similarity or ("euclidean" if settings.dtype == "binary" else "cosine")
+    return VectorSpec(
+        teacher_model=teacher,
+        leaf_model=leaf,
+        full_dimensions=full_dimensions,
+        dimensions=settings.dimensions or full_dimensions,
+        dtype=settings.dtype,
+        quantization=settings.quantization,
+        similarity=similarity,
+        int8_min=settings.int8_min if settings.int8_min is not None else lo,
+        int8_max=settings.int8_max if settings.int8_max is not None else hi,
+        query_prompt=settings.query_prompt if settings.query_prompt is not None else profile.query_prompt,
+        full_precision_field="embedding_full"
+        if settings.store_full_precision and settings.dtype != "float32"
+        else None,
+        filter_fields=tuple(dict.fromkeys(settings.filter_fields)),
+        hnsw_max_edges=settings.hnsw_max_edges,
+        hnsw_num_edge_candidates=settings.hnsw_num_edge_candidates,
+    )
