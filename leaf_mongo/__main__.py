@@ -1,0 +1,3 @@
+from leaf_mongo.cli import main
+
+main()

@@ -1,0 +1,101 @@
+"""What every command shares: the console, settings flags, connecting, and turning errors into one line."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from leaf_mongo.errors import LeafMongoError, ServerError
+from leaf_mongo.redact import redact_text
+from leaf_mongo.settings import LeafMongoSettings, load_settings
+
+console = Console(stderr=True)
+out = Console()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Reusable option declarations, so every command spells its flags the same way.
+UriOpt = typer.Option(None, "--uri", help="MongoDB URI (env LEAF_MONGO_URI)", show_default=False)
+DatabaseOpt = typer.Option(None, "--database", "--db", help="Database (env LEAF_MONGO_DATABASE)")
+CollectionOpt = typer.Option(None, "--collection", "-c", help="Collection (env LEAF_MONGO_COLLECTION)")
+IndexOpt = typer.Option(None, "--index-name", help="vectorSearch index name (env LEAF_MONGO_INDEX_NAME)")
+ProfileOpt = typer.Option(None, "--profile", help="ir | mt (env LEAF_MONGO_PROFILE)")
+TeacherOpt = typer.Option(None, "--teacher-model", help="Teacher: HF id or folder (env LEAF_MONGO_TEACHER_MODEL)")
+LeafOpt = typer.Option(None, "--leaf-model", help="Leaf query model: HF id or folder (env LEAF_MONGO_LEAF_MODEL)")
+DimsOpt = typer.Option(None, "--dimensions", "-d", help="MRL truncation (env LEAF_MONGO_DIMENSIONS)")
+DtypeOpt = typer.Option(None, "--dtype", help="float32 | int8 | binary (env LEAF_MONGO_DTYPE)")
+QuantOpt = typer.Option(None, "--quantization", help="none | scalar | binary (env LEAF_MONGO_QUANTIZATION)")
+SimOpt = typer.Option(None, "--similarity", help="cosine | dotProduct | euclidean (env LEAF_MONGO_SIMILARITY)")
+DebugOpt = typer.Option(False, "--debug", help="Show tracebacks")
+
+
+def settings_from_flags(**flags: Any) -> LeafMongoSettings:
+    """Env and .env first, then the flags that were given."""
+    return load_settings(**flags)
+
+
+def run_command(func: F) -> F:
+    """Run a command body; a LeafMongoError (or a pymongo failure) becomes one redacted line and an exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.get("debug")) or os.environ.get("LEAF_MONGO_DEBUG") == "1"
+        uri = kwargs.get("uri") or os.environ.get("LEAF_MONGO_URI")
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except LeafMongoError as exc:
+            if debug:
+                console.print_exception()
+            console.print(f"[bold red]error:[/] {redact_text(str(exc), uri)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            from pymongo.errors import PyMongoError
+
+            if isinstance(exc, PyMongoError):
+                err = server_error_from(exc)
+                if debug:
+                    console.print_exception()
+                console.print(f"[bold red]error:[/] {redact_text(str(err), uri)}", highlight=False, soft_wrap=True)
+                raise typer.Exit(err.exit_code) from None
+            if debug:
+                raise
+            console.print(
+                f"[bold red]error:[/] {type(exc).__name__}: {redact_text(str(exc), uri)} (run with --debug for details)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def server_error_from(exc: Exception) -> ServerError:
+    """One clear line for the server failures users meet (unreachable, auth, no search)."""
+    from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
+
+    from leaf_mongo.index import server_error
+
+    if isinstance(exc, ServerSelectionTimeoutError):
+        first = str(exc).split(",")[0].split(" (")[0]
+        return ServerError(
+            f"cannot reach MongoDB ({first}). Start one with `docker compose up -d --wait` "
+            "or set LEAF_MONGO_URI / --uri"
+        )
+    if isinstance(exc, OperationFailure) and exc.code in (18, 13):
+        return ServerError(f"authentication failed or not authorized: {(exc.details or {}).get('errmsg', exc)}")
+    return server_error(exc, "MongoDB error")
+
+
+def stdout_is_tty() -> bool:
+    return sys.stdout.isatty()
