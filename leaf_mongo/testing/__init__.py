@@ -1,0 +1,14 @@
+"""Test support for leaf-mongo: a MongoDB 8.2 + mongot wire-level emulator.
+
+An emulator for tests and offline walkthroughs, **not a database**: no
+durability (everything is in memory), no authentication, no transactions, a
+single node, and ``$vectorSearch`` is exact brute force where a real server's
+HNSW index is approximate. It speaks the real wire protocol (on MockupDB, with
+mongomock for storage and queries) so pymongo, ``AsyncMongoClient`` and Motor
+talk to it exactly as they would to a server. See ``README.md`` in this folder.
+"""
+
+from leaf_mongo.testing.emulator import MongoEmulator
+from leaf_mongo.testing.waiting import wait_for_search_index, wait_until_searchable
+
+__all__ = ["MongoEmulator", "wait_for_search_index", "wait_until_searchable"]

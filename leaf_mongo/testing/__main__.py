@@ -1,0 +1,50 @@
+"""``python -m leaf_mongo.testing``: run the emulator as a process (tests, walkthroughs).
+
+Prints exactly one line once it accepts connections and exits 0 on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+from leaf_mongo.testing.emulator import MongoEmulator
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m leaf_mongo.testing",
+        description="MongoDB 8.2 + mongot vector-search emulator (for tests; not a database).",
+    )
+    parser.add_argument("--port", type=int, default=27017, help="TCP port (0 = any free port)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1 only)")
+    parser.add_argument("--index-delay", type=float, default=1.0, help="seconds a search index takes to become READY")
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    emulator = MongoEmulator(host=args.host, port=args.port, index_build_delay=args.index_delay)
+    try:
+        emulator.start()
+    except OSError as exc:
+        print(f"leaf-mongo emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    print(f"leaf-mongo emulator listening on {emulator.uri}", flush=True)
+    try:
+        while not stop.wait(0.2):
+            pass
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""Search-index definitions and their mongot-like lifecycle.
+
+Validation follows the vectorSearch schema of mongot
+(``packages/search-index-schema/schema/vectorSearch``, ``VectorFieldSpecification.java``);
+messages use mongot's ``"<path>" <problem>`` style so callers see what a real server
+would reject. Status is computed lazily from timestamps (no timer threads):
+PENDING for the first third of the build delay, BUILDING until it elapses, READY
+after, so client code that polls ``$listSearchIndexes`` is genuinely exercised.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson import ObjectId
+
+from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.vectors import VectorField
+
+MAX_DIMENSIONS = 8192
+SIMILARITIES = ("euclidean", "cosine", "dotProduct")
+QUANTIZATIONS = ("none", "scalar", "binary")
+INDEXING_METHODS = ("hnsw", "flat")
+
+
+def _err(msg: str) -> CommandError:
+    return CommandError(msg, 9)  # FailedToParse, as for any malformed command argument
+
+
+def _is_int(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and value.is_integer()
+
+
+def _check_keys(doc: dict[str, Any], allowed: set[str], ctx: str) -> None:
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        where = f'"{ctx}"' if ctx else "index definition"
+        raise _err(f"{where} has unrecognized field(s): {', '.join(repr(u) for u in unknown)}")
+
+
+def normalize_vector_definition(definition: Any) -> dict[str, Any]:
+    """Validate a ``vectorSearch`` definition; return it with defaults applied.
+
+    The normalized form is what "same definition" is judged on (mongot compares
+    parsed definitions, so ``quantization: "none"`` equals an omitted one).
+    """
+    if not isinstance(definition, dict):
+        raise _err('"definition" must be a document')
+    _check_keys(definition, {"fields", "nestedRoot", "storedSource"}, "")
+    if definition.get("storedSource") is True:
+        raise _err('"storedSource" true is not supported for vector search indexes')
+    fields = definition.get("fields")
+    if fields is None:
+        raise _err('"fields" is required')
+    if not isinstance(fields, list) or not fields:
+        raise _err('"fields" must be a non-empty array')
+    out_fields: list[dict[str, Any]] = []
+    seen_paths: set[str] = set()
+    for i, f in enumerate(fields):
+        ctx = f"fields[{i}]"
+        if not isinstance(f, dict):
+            raise _err(f'"{ctx}" must be a document')
+        ftype = f.get("type")
+        if ftype is None:
+            raise _err(f'"{ctx}.type" is required')
+        path = f.get("path")
+        if path is None:
+            raise _err(f'"{ctx}.path" is required')
+        if not isinstance(path, str) or not path:
+            raise _err(f'"{ctx}.path" must be a non-empty string')
+        if path in seen_paths:
+            raise _err("same path specified for separate field definitions on the same index")
+        seen_paths.add(path)
+        if ftype == "filter":
+            _check_keys(f, {"type", "path"}, ctx)
+            out_fields.append({"type": "filter", "path": path})
+        elif ftype == "vector":
+            out_fields.append(_normalize_vector_field(f, ctx))
+        elif ftype == "autoEmbed":
+            raise _err(f'"{ctx}.type" autoEmbed is not supported by the leaf-mongo emulator')
+        else:
+            raise _err(f'"{ctx}.type" must be one of [vector, filter]')
+    if not any(f["type"] == "vector" for f in out_fields):
+        raise _err('"fields" must contain at least one field of type "vector"')
+    out: dict[str, Any] = {"fields": out_fields}
+    if "nestedRoot" in definition:
+        out["nestedRoot"] = definition["nestedRoot"]
+    return out
+
+
+def _normalize_vector_field(f: dict[str, Any], ctx: str) -> dict[str, Any]:
+    _check_keys(
+        f,
+        {"type", "path", "numDimensions", "similarity", "quantization", "hnswOptions", "indexingMethod"},
+        ctx,
+    )
+    if "numDimensions" not in f:
+        raise _err(f'"{ctx}.numDimensions" is required')
+    dims = f["numDimensions"]
+    if not _is_int(dims):
+        raise _err(f'"{ctx}.numDimensions" must be an integer')
+    dims = int(dims)
+    if not 1 <= dims <= MAX_DIMENSIONS:
+        raise _err(f'"{ctx}.numDimensions" must be within bounds [1, {MAX_DIMENSIONS}], got {dims}')
+    if "similarity" not in f:
+        raise _err(f'"{ctx}.similarity" is required')
+    sim = f["similarity"]
+    if sim not in SIMILARITIES:
+        raise _err(f'"{ctx}.similarity" must be one of [{", ".join(SIMILARITIES)}], got {sim!r}')
+    quant = f.get("quantization", "none")
+    if quant not in QUANTIZATIONS:
+        raise _err(f'"{ctx}.quantization" must be one of [{", ".join(QUANTIZATIONS)}], got {quant!r}')
+    if quant == "binary" and dims % 8:
+        raise _err(f"numDimensions {dims} must be a multiple of 8 for binary quantization")
+    method = f.get("indexingMethod", "hnsw")
+    if method not in INDEXING_METHODS:
+        raise _err(f'"{ctx}.indexingMethod" must be one of [{", ".join(INDEXING_METHODS)}]')
+    out: dict[str, Any] = {
+        "type": "vector",
+        "path": f["path"],
+        "numDimensions": dims,
+        "similarity": sim,
+        "quantization": quant,
+        "indexingMethod": method,
+    }
+    if "hnswOptions" in f:
+        if method != "hnsw":
+            raise _err('hnswOptions is only supported with "indexingMethod: hnsw".')
+        opts = f["hnswOptions"]
+        if not isinstance(opts, dict):
+            raise _err(f'"{ctx}.hnswOptions" must be a document')
+        _check_keys(opts, {"maxEdges", "numEdgeCandidates"}, f"{ctx}.hnswOptions")
+        max_edges = opts.get("maxEdges", 16)
+        cands = opts.get("numEdgeCandidates", 100)
+        for name, value, lo, hi in (("maxEdges", max_edges, 16, 64), ("numEdgeCandidates", cands, 100, 3200)):
+            if not _is_int(value) or not lo <= int(value) <= hi:
+                raise _err(f'"{ctx}.hnswOptions.{name}" must be within bounds [{lo}, {hi}], got {value!r}')
+        out["hnswOptions"] = {"maxEdges": int(max_edges), "numEdgeCandidates": int(cands)}
+    else:
+        out["hnswOptions"] = {"maxEdges": 16, "numEdgeCandidates": 100} if method == "hnsw" else None
+    return out
+
+
+def normalize_search_definition(definition: Any) -> dict[str, Any]:
+    """Full-text (``type: "search"``) definitions are stored but not interpreted."""
+    if not isinstance(definition, dict):
+        raise _err('"definition" must be a document')
+    if "mappings" not in definition:
+        raise _err('"mappings" is required')
+    return copy.deepcopy(definition)
+
+
+def normalize(index_type: str, definition: Any) -> dict[str, Any]:
+    if index_type == "vectorSearch":
+        return normalize_vector_definition(definition)
+    if index_type == "search":
+        return normalize_search_definition(definition)
+    raise _err(f'"type" must be one of [search, vectorSearch], got {index_type!r}')
+
+
+@dataclass
+class SearchIndex:
+    """One search index and its (lazy) build state."""
+
+    name: str
+    type: str
+    definition: dict[str, Any]  # latest, as the user sent it
+    normalized: dict[str, Any]
+    build_delay: float
+    id: str = field(default_factory=lambda: str(ObjectId()))
+    version: int = 0
+    created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    build_started: float = field(default_factory=time.monotonic)
+    # Definition queries use until a rebuild finishes (mongot serves from the old index).
+    active_normalized: dict[str, Any] | None = None
+
+    def _progress(self) -> float:
+        if self.build_delay <= 0:
+            return 1.0
+        return (time.monotonic() - self.build_started) / self.build_delay
+
+    def refresh(self) -> None:
+        """Swap in the new definition once its (re)build has finished."""
+        if self._progress() >= 1.0:
+            self.active_normalized = self.normalized
+
+    @property
+    def status(self) -> str:
+        self.refresh()
+        p = self._progress()
+        if p >= 1.0:
+            return "READY"
+        if self.active_normalized is None and p < 1 / 3:
+            return "PENDING"
+        return "BUILDING"
+
+    @property
+    def queryable(self) -> bool:
+        self.refresh()
+        return self.active_normalized is not None
+
+    @property
+    def internal_state(self) -> str:
+        """mongot's internal state name, used in "cannot query" errors."""
+        status = self.status
+        return {"PENDING": "NOT_STARTED", "BUILDING": "INITIAL_SYNC"}.get(status, "STEADY")
+
+    def update(self, definition: dict[str, Any], normalized: dict[str, Any]) -> None:
+        self.refresh()
+        self.definition = copy.deepcopy(definition)
+        self.normalized = normalized
+        self.version += 1
+        self.created_at = dt.datetime.now(dt.timezone.utc)
+        self.build_started = time.monotonic()
+        self.refresh()
+
+    def vector_fields(self) -> dict[str, VectorField]:
+        """Vector fields of the definition queries currently run against."""
+        self.refresh()
+        spec = self.active_normalized or {}
+        return {
+            f["path"]: VectorField(f["path"], f["numDimensions"], f["similarity"], f["quantization"])
+            for f in spec.get("fields", [])
+            if f["type"] == "vector"
+        }
+
+    def filter_paths(self) -> set[str]:
+        self.refresh()
+        spec = self.active_normalized or {}
+        return {f["path"] for f in spec.get("fields", []) if f["type"] == "filter"}
+
+    def all_vector_paths(self) -> set[str]:
+        """Paths of latest and active definitions (both must be kept up to date)."""
+        paths = {f["path"] for f in self.normalized.get("fields", []) if f.get("type") == "vector"}
+        if self.active_normalized:
+            paths |= {f["path"] for f in self.active_normalized.get("fields", []) if f.get("type") == "vector"}
+        return paths
+
+    def to_document(self) -> dict[str, Any]:
+        """The ``$listSearchIndexes`` entry (mongot ListSearchIndexesResponseDefinition)."""
+        status = self.status
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "status": status,
+            "queryable": self.queryable,
+            "latestDefinitionVersion": {"version": self.version, "createdAt": self.created_at},
+            "latestDefinition": copy.deepcopy(self.definition),
+            "statusDetail": [],
+        }
