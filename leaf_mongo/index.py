@@ -14,10 +14,9 @@ from pymongo.collection import Collection
 from pymongo.errors import OperationFailure
 from pymongo.operations import SearchIndexModel
 
-from leaf_mongo.errors import SearchIndexError, ServerError
+from leaf_mongo.connection import server_error
+from leaf_mongo.errors import SearchIndexError
 from leaf_mongo.spec import VectorSpec
-
-SEARCH_NOT_ENABLED = 31082
 
 EnsureAction = Literal["created", "updated", "unchanged"]
 
@@ -60,19 +59,6 @@ def definitions_match(wanted: dict[str, Any], existing: dict[str, Any] | None) -
             if other.get(k, default) != v:
                 return False
     return True
-
-
-def server_error(exc: Exception, action: str) -> ServerError:
-    """Map a pymongo failure to one clear line (SearchNotEnabled gets its own explanation)."""
-    if isinstance(exc, OperationFailure) and exc.code == SEARCH_NOT_ENABLED:
-        return ServerError(
-            f"{action}: this MongoDB server has no search (SearchNotEnabled, code 31082): mongod is not "
-            "wired to a mongot. Use MongoDB 8.2+ with mongot (see docker-compose.yml) or Atlas."
-        )
-    if isinstance(exc, OperationFailure):
-        msg = (exc.details or {}).get("errmsg") or str(exc)
-        return ServerError(f"{action}: {msg} (code {exc.code})")
-    return ServerError(f"{action}: {exc}")
 
 
 def get_search_index(collection: Collection[Any], name: str) -> dict[str, Any] | None:

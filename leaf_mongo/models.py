@@ -43,6 +43,7 @@ def _load(name_or_path: str, device: str | None) -> SentenceTransformer:
     except ImportError as exc:  # pragma: no cover - dependency is required
         raise ModelLoadError(f"sentence-transformers is not installed ({exc})") from None
     source = str(path) if path.is_dir() else name_or_path
+    _quiet_transformers()
     try:
         return SentenceTransformer(source, device=device)
     except Exception as exc:  # hub unreachable, missing files, broken weights
@@ -61,6 +62,17 @@ def embedding_dimension(model: SentenceTransformer) -> int | None:
     getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     dim = getter()
     return int(dim) if dim else None
+
+
+def _quiet_transformers() -> None:
+    """Weight-loading progress bars would interleave with our own rich progress output."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
 
 
 def model_dimension(name_or_path: str, device: str | None = None) -> int:

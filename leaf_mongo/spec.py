@@ -150,6 +150,11 @@ def _validate(s: VectorSpec) -> None:
             _fail("filter_fields", f"{f!r} cannot be a filter field; allowed: metadata field names")
 
 
+def resolved_teacher(settings: LeafMongoSettings) -> str:
+    """The document model the settings ask for (explicit setting, else the profile's)."""
+    return settings.teacher_model or PROFILES[settings.profile].teacher_model
+
+
 def spec_from_settings(settings: LeafMongoSettings, full_dimensions: int | None = None) -> VectorSpec:
     """Resolve the profile, explicit overrides and defaults into a validated spec.
 
@@ -157,7 +162,7 @@ def spec_from_settings(settings: LeafMongoSettings, full_dimensions: int | None 
     given (read from the loaded model) for any other teacher.
     """
     profile = PROFILES[settings.profile]
-    teacher = settings.teacher_model or profile.teacher_model
+    teacher = resolved_teacher(settings)
     leaf = settings.leaf_model or profile.leaf_model
     if full_dimensions is None:
         full_dimensions = known_dimensions(teacher)

@@ -9,9 +9,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
+from pymongo.errors import PyMongoError
 from rich.console import Console
 
-from leaf_mongo.errors import LeafMongoError, ServerError
+from leaf_mongo.connection import server_error
+from leaf_mongo.errors import LeafMongoError
 from leaf_mongo.redact import redact_text
 from leaf_mongo.settings import LeafMongoSettings, load_settings
 
@@ -60,10 +62,8 @@ def run_command(func: F) -> F:
             console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
         except Exception as exc:
-            from pymongo.errors import PyMongoError
-
             if isinstance(exc, PyMongoError):
-                err = server_error_from(exc)
+                err = server_error(exc)
                 if debug:
                     console.print_exception()
                 console.print(f"[bold red]error:[/] {redact_text(str(err), uri)}", highlight=False, soft_wrap=True)
@@ -71,30 +71,14 @@ def run_command(func: F) -> F:
             if debug:
                 raise
             console.print(
-                f"[bold red]error:[/] {type(exc).__name__}: {redact_text(str(exc), uri)} (run with --debug for details)",
+                f"[bold red]error:[/] {type(exc).__name__}: {redact_text(str(exc), uri)} "
+                "(run with --debug for details)",
                 highlight=False,
                 soft_wrap=True,
             )
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def server_error_from(exc: Exception) -> ServerError:
-    """One clear line for the server failures users meet (unreachable, auth, no search)."""
-    from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
-
-    from leaf_mongo.index import server_error
-
-    if isinstance(exc, ServerSelectionTimeoutError):
-        first = str(exc).split(",")[0].split(" (")[0]
-        return ServerError(
-            f"cannot reach MongoDB ({first}). Start one with `docker compose up -d --wait` "
-            "or set LEAF_MONGO_URI / --uri"
-        )
-    if isinstance(exc, OperationFailure) and exc.code in (18, 13):
-        return ServerError(f"authentication failed or not authorized: {(exc.details or {}).get('errmsg', exc)}")
-    return server_error(exc, "MongoDB error")
 
 
 def stdout_is_tty() -> bool:

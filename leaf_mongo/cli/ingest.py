@@ -1,0 +1,154 @@
+"""``leaf-mongo ingest PATH...``: progress bars while it runs, a summary table (or JSON) when done."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from leaf_mongo.cli import app
+from leaf_mongo.cli.common import (
+    CollectionOpt,
+    DatabaseOpt,
+    DebugOpt,
+    DimsOpt,
+    DtypeOpt,
+    IndexOpt,
+    LeafOpt,
+    ProfileOpt,
+    QuantOpt,
+    SimOpt,
+    TeacherOpt,
+    UriOpt,
+    console,
+    out,
+    run_command,
+    settings_from_flags,
+)
+
+
+class _ProgressView:
+    """Feeds ingest events into rich progress bars (files, chunks with rate, index wait spinner)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.files = progress.add_task("files", total=None)
+        self.chunks = progress.add_task("chunks encoded", total=None)
+        self.index: Any = None
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        p = self.progress
+        if event == "scan":
+            p.update(self.files, total=data["files"])
+        elif event == "file_start":
+            p.update(self.files, description=f"files [dim]{data['path'][-40:]}[/]")
+        elif event == "file_done":
+            p.advance(self.files)
+        elif event == "chunks_encoded":
+            p.advance(self.chunks, data["n"])
+        elif event == "index_status":
+            if self.index is None:
+                self.index = p.add_task("waiting for the vectorSearch index", total=None)
+            p.update(self.index, description=f"vectorSearch index: {data['status']}")
+
+
+def _summary(report: Any) -> Table:
+    t = Table(title=f"ingest {report.namespace}" + (" (dry run)" if report.dry_run else ""), show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("files ingested", str(len(report.files_ingested)))
+    t.add_row("files unchanged", str(len(report.files_unchanged)))
+    t.add_row("files skipped", str(len(report.files_skipped)))
+    for s in report.files_skipped:
+        t.add_row("", f"[yellow]{s['path']}[/]: {s['reason']}")
+    if report.files_pruned:
+        t.add_row("files pruned", str(len(report.files_pruned)))
+    t.add_row("chunks written", str(report.chunks_written))
+    t.add_row("chunks deleted", str(report.chunks_deleted))
+    t.add_row("time", f"{report.seconds:.1f} s (encoding {report.encode_seconds:.1f} s)")
+    t.add_row("chunks/s", f"{report.chunks_per_second:.1f}")
+    t.add_row("bytes per stored vector", str(report.bytes_per_vector))
+    t.add_row("index", f"{report.index_action} ({report.index_status or '-'})")
+    return t
+
+
+@app.command("ingest")
+@run_command
+def ingest_command(
+    paths: list[Path] = typer.Argument(..., help="Files or folders to ingest", show_default=False),
+    uri: str | None = UriOpt,
+    database: str | None = DatabaseOpt,
+    collection: str | None = CollectionOpt,
+    index_name: str | None = IndexOpt,
+    profile: str | None = ProfileOpt,
+    teacher_model: str | None = TeacherOpt,
+    leaf_model: str | None = LeafOpt,
+    dimensions: int | None = DimsOpt,
+    dtype: str | None = DtypeOpt,
+    quantization: str | None = QuantOpt,
+    similarity: str | None = SimOpt,
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Texts per teacher encode call"),
+    include: list[str] = typer.Option([], "--include", help="Glob on relative paths to include (repeatable)"),
+    exclude: list[str] = typer.Option([], "--exclude", help="Glob on relative paths to exclude (repeatable)"),
+    prune: bool = typer.Option(False, "--prune", help="Remove chunks of files that no longer exist"),
+    recreate: bool = typer.Option(False, "--recreate", help="Drop and rebuild when the stored spec differs"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report what would change; write nothing"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables"),
+    debug: bool = DebugOpt,
+) -> None:
+    """Chunk files, embed them with the teacher, and write them to MongoDB with a vectorSearch index.
+
+    Exit codes: 0 success, 1 done but some files skipped, 2 bad usage or settings, 3 server or index error.
+    """
+    from leaf_mongo.ingest import ingest
+
+    settings = settings_from_flags(
+        uri=uri,
+        database=database,
+        collection=collection,
+        index_name=index_name,
+        profile=profile,
+        teacher_model=teacher_model,
+        leaf_model=leaf_model,
+        dimensions=dimensions,
+        dtype=dtype,
+        quantization=quantization,
+        similarity=similarity,
+        batch_size=batch_size,
+    )
+    if not as_json:
+        console.print(
+            f"ingesting into [bold]{settings.database}.{settings.collection}[/] at {settings.redacted_uri}",
+            soft_wrap=True,
+        )
+    kwargs: dict[str, Any] = dict(include=include, exclude=exclude, prune=prune, recreate=recreate, dry_run=dry_run)
+    if as_json:
+        report = ingest(paths, settings, **kwargs)
+        out.print_json(json.dumps(report.to_json()))
+    else:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(show_speed=True),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as progress:
+            report = ingest(paths, settings, on_event=_ProgressView(progress), **kwargs)
+        console.print(_summary(report))
+    if report.files_skipped:
+        raise typer.Exit(1)

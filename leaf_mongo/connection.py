@@ -1,0 +1,50 @@
+"""Connecting to MongoDB, and turning server failures into one clear line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure, PyMongoError, ServerSelectionTimeoutError
+
+from leaf_mongo.errors import ServerError
+from leaf_mongo.settings import LeafMongoSettings
+
+SEARCH_NOT_ENABLED = 31082  # mongod has no mongot to talk to
+UNAUTHORIZED = (13, 18)  # Unauthorized, AuthenticationFailed
+
+
+def make_client(settings: LeafMongoSettings) -> MongoClient[Any]:
+    return MongoClient(
+        settings.uri.get_secret_value(), serverSelectionTimeoutMS=settings.server_timeout_ms, appname="leaf-mongo"
+    )
+
+
+def check_server(client: MongoClient[Any]) -> None:
+    """Fail fast (one line) when the server is unreachable or rejects our credentials."""
+    try:
+        client.admin.command("ping")
+    except PyMongoError as exc:
+        raise server_error(exc) from None
+
+
+def server_error(exc: Exception, action: str | None = None) -> ServerError:
+    """Map a pymongo failure to the message a user can act on; never includes the URI."""
+    prefix = f"{action}: " if action else ""
+    if isinstance(exc, ServerSelectionTimeoutError):
+        first = str(exc).split(",")[0].split(" (")[0]
+        return ServerError(
+            f"{prefix}cannot reach MongoDB ({first}). Start one with `docker compose up -d --wait`, "
+            "or point LEAF_MONGO_URI / --uri at a running server"
+        )
+    if isinstance(exc, OperationFailure):
+        msg = (exc.details or {}).get("errmsg") or str(exc)
+        if exc.code == SEARCH_NOT_ENABLED:
+            return ServerError(
+                f"{prefix}this MongoDB server has no search (SearchNotEnabled, code 31082): mongod is not "
+                "wired to a mongot. Use MongoDB 8.2+ with mongot (see docker-compose.yml) or Atlas"
+            )
+        if exc.code in UNAUTHORIZED:
+            return ServerError(f"{prefix}authentication failed or not authorized: {msg} (code {exc.code})")
+        return ServerError(f"{prefix}{msg} (code {exc.code})")
+    return ServerError(f"{prefix}{exc}")
