@@ -1,0 +1,126 @@
+"""``leaf-mongo search "question"``: a rich table of the top chunks, or JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from leaf_mongo.cli import app
+from leaf_mongo.cli.common import (
+    CollectionOpt,
+    DatabaseOpt,
+    DebugOpt,
+    IndexOpt,
+    LeafOpt,
+    UriOpt,
+    out,
+    run_command,
+    settings_from_flags,
+)
+from leaf_mongo.errors import FilterError
+
+SNIPPET = 160
+
+
+class Mode(str, Enum):
+    asymmetric = "asymmetric"
+    teacher = "teacher"
+
+
+def parse_filter(text: str | None) -> dict[str, Any] | None:
+    """``--filter`` JSON → dict, with one clear line when it is not a JSON object."""
+    if text is None or not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FilterError(f"--filter is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(value, dict):
+        raise FilterError(f'--filter must be a JSON object such as \'{{"source": "a.md"}}\', got {text.strip()!r}')
+    return value
+
+
+def _snippet(text: str, width: int = SNIPPET) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@app.command("search")
+@run_command
+def search_command(
+    question: str = typer.Argument(..., help="What to search for", show_default=False),
+    k: int | None = typer.Option(None, "-k", "--k", min=1, max=10_000, help="Results to return (env LEAF_MONGO_K)"),
+    filter_json: str | None = typer.Option(
+        None, "--filter", help='Pre-filter on declared filter fields, as JSON: \'{"source": "a.md"}\''
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {id, score, text, metadata}"),
+    mode: Mode = typer.Option(Mode.asymmetric, "--mode", help="Query encoder: the leaf model, or the teacher"),
+    exact: bool = typer.Option(False, "--exact", help="Exact (ENN) search instead of approximate"),
+    num_candidates: int | None = typer.Option(
+        None, "--num-candidates", min=1, max=10_000, help="HNSW candidates (default 20 x k)"
+    ),
+    score_threshold: float | None = typer.Option(None, "--score-threshold", help="Drop results scoring below this"),
+    rescore: bool = typer.Option(False, "--rescore", help="Re-rank with stored full-precision vectors"),
+    uri: str | None = UriOpt,
+    database: str | None = DatabaseOpt,
+    collection: str | None = CollectionOpt,
+    index_name: str | None = IndexOpt,
+    leaf_model: str | None = LeafOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Encode the question with the leaf model and run $vectorSearch on the ingested collection.
+
+    Exit codes: 0 success (also with no results), 2 bad usage, filter or spec mismatch, 3 server or index error.
+    """
+    from leaf_mongo.retriever import LeafRetriever
+
+    pre_filter = parse_filter(filter_json)
+    settings = settings_from_flags(
+        uri=uri, database=database, collection=collection, index_name=index_name, leaf_model=leaf_model, k=k
+    )
+    retriever = LeafRetriever.from_settings(
+        settings,
+        query_mode=mode.value,
+        exact=exact,
+        pre_filter=pre_filter,
+        num_candidates=num_candidates,
+        score_threshold=score_threshold,
+        rescore=rescore,
+    )
+    try:
+        docs = retriever.invoke(question)
+    finally:
+        retriever.close()
+
+    if as_json:
+        rows = [
+            {"id": d.id, "score": d.metadata.get("score"), "text": d.page_content, "metadata": d.metadata} for d in docs
+        ]
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        return
+    table = Table(
+        title=f"{settings.database}.{settings.collection}: top {len(docs)} for {question!r} ({mode.value})",
+        title_justify="left",
+    )
+    table.add_column("#", justify="right", style="bold")
+    table.add_column("score", justify="right")
+    table.add_column("source", overflow="fold")
+    table.add_column("chunk", justify="right")
+    table.add_column("text")
+    for rank, doc in enumerate(docs, 1):
+        score = doc.metadata.get("score")
+        table.add_row(
+            str(rank),
+            f"{score:.4f}" if isinstance(score, (int, float)) else "-",
+            str(doc.metadata.get("source", "")),
+            str(doc.metadata.get("chunk", "")),
+            _snippet(doc.page_content),
+        )
+    if not docs:
+        out.print("[yellow]no results[/]")
+        return
+    out.print(table)
