@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from bson.binary import Binary
 
+from leaf_mongo.embedding_cache import open_cache
 from leaf_mongo.errors import SpecMismatchError
 from leaf_mongo.models import aligned_teacher, embedding_dimension, load_model
 from leaf_mongo.vectors import quantize, to_binary, to_bson_vectors, truncate_normalize
@@ -28,10 +30,18 @@ class VectorEncoder:
     the leaf model as its document model (``teacher_model = leaf_model``).
     """
 
-    def __init__(self, spec: VectorSpec, *, query_mode: QueryMode = "asymmetric", device: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: VectorSpec,
+        *,
+        query_mode: QueryMode = "asymmetric",
+        device: str | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
         self.spec = spec
         self.query_mode = query_mode
         self.device = device
+        self.cache = open_cache(cache_dir) if cache_dir else None
 
     @property
     def document_model_name(self) -> str:
@@ -66,7 +76,14 @@ class VectorEncoder:
 
     def embed_documents(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Teacher vectors (no prompt), truncated to the spec's dimensions and renormalized."""
-        raw = self.teacher.encode(list(texts), batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+
+        def compute(batch: list[str]) -> np.ndarray:
+            return np.asarray(
+                self.teacher.encode(batch, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+            )
+
+        texts = list(texts)
+        raw = self.cache.encode(self.document_model_name, "", texts, compute) if self.cache is not None else compute(texts)
         return truncate_normalize(raw, self.spec.dimensions)
 
     def embed_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:

@@ -231,7 +231,9 @@ class Ingestor:
     @property
     def encoder(self) -> VectorEncoder:
         if self._encoder is None:
-            self._encoder = VectorEncoder(self.spec, device=self.settings.device)
+            self._encoder = VectorEncoder(
+                self.spec, device=self.settings.device, cache_dir=self.settings.embedding_cache
+            )
         return self._encoder
 
     def close(self) -> None:

@@ -52,6 +52,9 @@ class LeafMongoSettings(BaseSettings):
     hnsw_num_edge_candidates: int | None = Field(None, ge=100, le=3200)
     filter_fields: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["source"])
     device: str | None = Field(None, description="torch device for the models (default: automatic)")
+    embedding_cache: str | None = Field(
+        None, description="Folder caching raw teacher outputs, so re-ingesting the same text is free (default: off)"
+    )
 
     # Ingest
     chunk_size: int = Field(256, ge=16, description="Tokens per chunk (teacher tokenizer)")

@@ -109,3 +109,25 @@ def test_offline_minilm_loads_and_encodes() -> None:
     out = subprocess.run([sys.executable, "-c", OFFLINE_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[:2] == ["384 256 True", "ModelLoadError True"]
+
+
+def test_embedding_cache_reuses_teacher_output(tiny: dict[str, Path], tmp_path: Path) -> None:
+    spec = _spec(tiny, dimensions=32)
+    first = VectorEncoder(spec, cache_dir=tmp_path / "cache").embed_documents(["alpha", "beta"])
+    enc = VectorEncoder(spec.model_copy(update={"dimensions": 16}), cache_dir=tmp_path / "cache")
+    calls: list[list[str]] = []
+    teacher = enc.teacher
+    original = teacher.encode
+
+    def spy(texts: list[str], **kw: object) -> object:
+        calls.append(list(texts))
+        return original(texts, **kw)
+
+    teacher.encode = spy  # type: ignore[method-assign]
+    try:
+        again = enc.embed_documents(["beta", "gamma", "alpha"])
+    finally:
+        teacher.encode = original  # type: ignore[method-assign]
+    assert calls == [["gamma"]]  # only the new text reached the model
+    np.testing.assert_allclose(again[0], first[1][:16] / np.linalg.norm(first[1][:16]), rtol=1e-5)
+    np.testing.assert_allclose(again[2], first[0][:16] / np.linalg.norm(first[0][:16]), rtol=1e-5)
