@@ -83,7 +83,10 @@ class VectorEncoder:
             )
 
         texts = list(texts)
-        raw = self.cache.encode(self.document_model_name, "", texts, compute) if self.cache is not None else compute(texts)
+        if self.cache is None:
+            raw = compute(texts)
+        else:
+            raw = self.cache.encode(self.document_model_name, "", texts, compute)
         return truncate_normalize(raw, self.spec.dimensions)
 
     def embed_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
