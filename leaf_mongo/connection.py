@@ -14,10 +14,40 @@ SEARCH_NOT_ENABLED = 31082  # mongod has no mongot to talk to
 UNAUTHORIZED = (13, 18)  # Unauthorized, AuthenticationFailed
 
 
+def client_options(settings: LeafMongoSettings) -> dict[str, Any]:
+    """Keyword arguments for ``MongoClient`` / ``AsyncMongoClient`` built from settings.
+
+    A single-host ``mongodb://`` URI that names no replica set connects directly (as ``mongosh`` does): the
+    docker-compose replica set advertises its member as ``mongod:27017``, a name only the containers
+    resolve, so topology discovery from the host would fail. An explicit ``directConnection`` or
+    ``replicaSet`` in the URI wins.
+    """
+    from pymongo.driver_info import DriverInfo
+    from pymongo.uri_parser import parse_uri
+
+    from leaf_mongo import __version__
+
+    opts: dict[str, Any] = {
+        "serverSelectionTimeoutMS": settings.server_timeout_ms,
+        "driver": DriverInfo(name="leaf-mongo", version=__version__),
+    }
+    uri = settings.uri.get_secret_value()
+    try:
+        parsed = parse_uri(uri, validate=False, warn=True)
+    except Exception:  # noqa: BLE001 - let MongoClient report a malformed URI itself
+        return opts
+    options = {k.lower() for k in parsed.get("options", {})}
+    if (
+        uri.startswith("mongodb://")
+        and len(parsed.get("nodelist", [])) == 1
+        and not options & {"directconnection", "replicaset", "loadbalanced"}
+    ):
+        opts["directConnection"] = True
+    return opts
+
+
 def make_client(settings: LeafMongoSettings) -> MongoClient[Any]:
-    return MongoClient(
-        settings.uri.get_secret_value(), serverSelectionTimeoutMS=settings.server_timeout_ms, appname="leaf-mongo"
-    )
+    return MongoClient(settings.uri.get_secret_value(), **client_options(settings))
 
 
 def check_server(client: MongoClient[Any]) -> None:
