@@ -1,0 +1,197 @@
+"""``leaf-mongo eval DATASET_DIR``: quality (nDCG, Recall, MRR) and query latency per mode and grid point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from leaf_mongo.cli import app
+from leaf_mongo.cli.common import (
+    DebugOpt,
+    LeafOpt,
+    ProfileOpt,
+    TeacherOpt,
+    UriOpt,
+    console,
+    out,
+    run_command,
+    settings_from_flags,
+)
+from leaf_mongo.errors import SettingsError
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _int8_range(value: str | None) -> str | tuple[float, float] | None:
+    """``profile`` (the settings' range), ``calibrate``, or ``MIN,MAX``."""
+    if value is None or value.strip().lower() == "profile":
+        return None
+    if value.strip().lower() == "calibrate":
+        return "calibrate"
+    parts = _split(value)
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise SettingsError("--int8-range", f"{value!r}: allowed: profile, calibrate, or MIN,MAX") from None
+    return lo, hi
+
+
+class _ProgressView:
+    """Ingest chunk counts and query progress as rich bars; one line per finished grid point."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: Any = None
+
+    def _task(self, description: str, total: int | None) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(description, total=total)
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        p = self.progress
+        if event == "ingest_start":
+            self._task(f"ingest {data['collection']}", None)
+        elif event == "ingest_chunks_encoded" and self.task is not None:
+            p.advance(self.task, data["n"])
+        elif event == "calibrate":
+            self._task(f"calibrating int8 range ({data['dimensions']} dims) on corpus embeddings", None)
+        elif event == "queries_start":
+            self._task(f"queries {data['label']}", data["total"])
+        elif event == "query_done" and self.task is not None:
+            p.advance(self.task)
+        elif event == "result":
+            r = data["result"]
+            if r.status == "ok":
+                p.console.print(
+                    f"[green]done[/] {r.mode} {r.dimensions} {r.dtype} {r.quantization}: "
+                    f"nDCG@10 {100 * r.metrics['ndcg@10']:.2f}",
+                    highlight=False,
+                )
+            else:
+                p.console.print(
+                    f"[yellow]skipped[/] {r.mode} {r.dimensions} {r.dtype} {r.quantization}: {r.reason}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+
+
+def _table(report: Any, k: int) -> Table:
+    t = Table(title=f"{report.dataset} ({report.split}) on {report.server}")
+    cols = ["mode", "dims", "dtype", "quant", "B/vec", "nDCG@10", "R@10", "R@100", "MRR@10"]
+    if k != 10:
+        cols += [f"nDCG@{k}", f"R@{k}", f"MRR@{k}"]
+    cols += ["queries", "p50 ms", "p99 ms", "note"]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("mode", "dtype", "quant", "note") else "right", no_wrap=c != "note")
+    for r in report.results:
+        j = r.to_json()
+        head = [r.mode, str(r.dimensions), r.dtype, r.quantization]
+        if r.status != "ok":
+            t.add_row(*head, *[""] * (len(cols) - 5), f"[yellow]skipped: {r.reason}[/]")
+            continue
+        metrics = ["ndcg@10", "recall@10", "recall@100", "mrr@10"]
+        if k != 10:
+            metrics += [f"ndcg@{k}", f"recall@{k}", f"mrr@{k}"]
+        t.add_row(
+            *head,
+            str(r.index_bytes_per_vector),
+            *[f"{100 * j[m]:.2f}" for m in metrics],
+            str(r.queries),
+            f"{j['latency_ms_p50']:.1f}",
+            f"{j['latency_ms_p99']:.1f}",
+            r.note or "",
+        )
+    return t
+
+
+@app.command("eval")
+@run_command
+def eval_command(
+    dataset_dir: Path = typer.Argument(..., help="BEIR folder: corpus.jsonl[.gz], queries.jsonl, qrels/test.tsv"),
+    modes: str = typer.Option("asymmetric,leaf,teacher", "--modes", help="Comma list of asymmetric, leaf, teacher"),
+    dimensions: str = typer.Option("full", "--dimensions", "-d", help="Comma list: integers, full, half"),
+    dtypes: str = typer.Option("float32", "--dtypes", help="Comma list of float32, int8, binary"),
+    quantizations: str = typer.Option("none", "--quantizations", help="Comma list of none, scalar, binary"),
+    profile: str | None = ProfileOpt,
+    teacher_model: str | None = TeacherOpt,
+    leaf_model: str | None = LeafOpt,
+    query_prompt: str | None = typer.Option(
+        None, "--query-prompt", help="Query prefix (env LEAF_MONGO_QUERY_PROMPT; default: the profile's)"
+    ),
+    int8_range: str | None = typer.Option(
+        None, "--int8-range", help="profile (default) | calibrate (fit on corpus embeddings) | MIN,MAX"
+    ),
+    k: int = typer.Option(10, "--k", "-k", help="Extra cut-off for nDCG/Recall/MRR (10 is always reported)"),
+    max_queries: int | None = typer.Option(None, "--max-queries", help="Seeded sample of the test queries"),
+    sample_docs: int | None = typer.Option(
+        None, "--sample-docs", help="Corpus of N docs: all judged for the chosen queries + a seeded sample"
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed for --max-queries / --sample-docs"),
+    split: str = typer.Option("test", "--split", help="qrels split whose queries are run"),
+    exact: bool = typer.Option(False, "--exact", help="Exact (ENN) search instead of HNSW"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the embedding cache"),
+    uri: str | None = UriOpt,
+    database: str = typer.Option("leaf_mongo_eval", "--database", "--db", help="Database for eval collections"),
+    emulator: bool = typer.Option(False, "--emulator", help="Run against an in-process emulator (offline, CI)"),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of results instead of a table"),
+    plot: Path | None = typer.Option(None, "--plot", help="Write nDCG@10 against bytes per vector to a PNG"),
+    debug: bool = DebugOpt,
+) -> None:
+    """Ingest a BEIR corpus through the normal path, run its test queries through the retriever, and report
+    nDCG@10, Recall@10/100, MRR@10 and query latency per mode × dimensions × dtype × quantization.
+
+    Eval collections are named from their configuration and reused; teacher outputs are cached.
+    """
+    from leaf_mongo.evaluation import load_beir, plot_results, run_eval
+
+    settings = settings_from_flags(
+        uri=uri, profile=profile, teacher_model=teacher_model, leaf_model=leaf_model, query_prompt=query_prompt
+    )
+    data = load_beir(dataset_dir, split=split)
+    kwargs: dict[str, Any] = dict(
+        settings=settings,
+        modes=_split(modes),
+        dimensions=_split(dimensions),
+        dtypes=_split(dtypes),
+        quantizations=_split(quantizations),
+        k=k,
+        max_queries=max_queries,
+        sample_docs=sample_docs,
+        seed=seed,
+        int8_range=_int8_range(int8_range),
+        exact=exact,
+        use_cache=not no_cache,
+        database=database,
+        emulator=emulator,
+    )
+    if as_json:
+        report = run_eval(data, **kwargs)
+    else:
+        where = "an in-process emulator" if emulator else settings.redacted_uri
+        console.print(f"evaluating [bold]{data.name}[/] ({len(data.queries)} {split} queries) on {where}")
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            report = run_eval(data, on_event=_ProgressView(progress), **kwargs)
+    if plot is not None:
+        plot_results(report.results, plot, title=f"{report.dataset} ({report.split})")
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        # A wide table: let it keep its columns when stdout is a pipe (rich assumes 80 columns there).
+        out.print(_table(report, k), width=max(out.width, 140 if k == 10 else 180))
+        if plot is not None:
+            console.print(f"plot written to {plot}")
