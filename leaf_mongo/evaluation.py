@@ -332,13 +332,21 @@ def resolve_dimensions(token: int | str, full: int) -> int:
         raise SettingsError("dimensions", f"{token!r} is not a number; allowed: integers, full, half") from None
 
 
+def _model_label(name: str) -> str:
+    """A readable model name: the folder's name, or its parent's when the folder is generic ("model")."""
+    path = Path(name.rstrip("/"))
+    if path.name.lower() in ("model", "models", "final", "output", "best") and path.parent.name:
+        return path.parent.name
+    return path.name
+
+
 def collection_name(data: BeirDataset, spec: VectorSpec, settings: LeafMongoSettings) -> str:
     """Deterministic per configuration, so a later run reuses the collection (and finds its spec matching)."""
     doc_model = spec.teacher_model
     parts: list[object] = [doc_model, settings.chunk_size, settings.chunk_overlap]
     if spec.dtype == "int8":
         parts += [spec.int8_min, spec.int8_max]
-    slug = _slug(Path(doc_model.rstrip("/")).name, 32) or "model"
+    slug = _slug(_model_label(doc_model), 32) or "model"
     return f"eval_{data.tag}_{slug}-{_digest(*parts)[:6]}_{spec.dimensions}_{spec.dtype}_{spec.quantization}"
 
 

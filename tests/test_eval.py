@@ -159,6 +159,16 @@ def test_eval_grid_end_to_end(
     assert int8.int8_range != (-0.3, 0.3)  # calibrated, not the profile default
     assert rows[("teacher", 192, "binary", "none")].bytes_per_vector == 24
     assert rows[("teacher", 384, "float32", "scalar")].note is not None  # emulator does not quantize
+    # A second run reuses the collection: ingest finds the corpus file unchanged and writes nothing.
+    again = run_eval(
+        beir,
+        settings=_settings(mongo_uri, minilm_path, tiny_leaf, cache_dir),
+        modes=["teacher"],
+        database=db_name,
+    )
+    (row,) = again.results
+    assert row.collection == best.collection and row.chunks_written == 0
+    assert row.metrics == best.metrics
 
 
 def test_cli_json_and_plot(
