@@ -23,18 +23,18 @@ from leaf_mongo.errors import (
     SpecMismatchError,
 )
 from leaf_mongo.index import ensure_vector_index, vector_index_definition, wait_for_vector_index
+from leaf_mongo.ingest import IngestReport, ingest
 from leaf_mongo.profiles import PROFILES, QUERY_PROMPT, Profile
 from leaf_mongo.redact import redact_uri
 from leaf_mongo.settings import LeafMongoSettings, load_settings
 from leaf_mongo.spec import VectorSpec, spec_from_settings
 from leaf_mongo.spec_store import aload_spec, load_spec, save_spec
 
-# Heavier parts (LangChain, ingest pipeline) load on first access.
+# LangChain-based parts load on first access. (The ingest function is imported eagerly: a lazy import of a
+# function named like its module would hand out the module once ``leaf_mongo.ingest`` is imported.)
 _LAZY = {
     "LeafRetriever": "leaf_mongo.retriever",
     "LeafEmbeddings": "leaf_mongo.embeddings",
-    "ingest": "leaf_mongo.ingest",
-    "IngestReport": "leaf_mongo.ingest",
 }
 
 

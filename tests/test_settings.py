@@ -90,3 +90,12 @@ def test_redact_text() -> None:
     msg = "could not reach mongodb://u:topsecret@h:1/x (timeout); password topsecret"
     out = redact_text(msg, "mongodb://u:topsecret@h:1/x")
     assert "topsecret" not in out and "mongodb://u:***@h:1/x" in out
+
+
+def test_public_api_exports() -> None:
+    import leaf_mongo
+    import leaf_mongo.ingest  # noqa: F401 - importing the submodule must not shadow the function
+
+    assert callable(leaf_mongo.ingest) and leaf_mongo.ingest.__name__ == "ingest"
+    for name in leaf_mongo.__all__:
+        assert getattr(leaf_mongo, name) is not None
