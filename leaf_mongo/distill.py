@@ -95,6 +95,9 @@ class DistillConfig:
     holdout_fraction: float = 0.02
     query_repeat: int = 1
     """Each training query appears this many times per epoch (queries are short and cheap to train on)."""
+    cached_only: bool = False
+    """Train only on document chunks whose teacher vectors are already cached (e.g. by an ingest), skipping
+    the teacher pass over the rest; titles and queries are always encoded (they are short)."""
     titles: bool = False
     """Also train on record titles (BEIR titles, first headings): short, query-like document text."""
     bf16: bool = False
@@ -456,6 +459,11 @@ def distill(config: DistillConfig, on_event: Callable[[Event, dict[str, Any]], N
     )
     ids = read_query_ids(config.query_ids) if config.query_ids else None
     queries = read_queries(list(config.queries), ids)
+    cache_dir = Path(config.cache or DEFAULT_CACHE).expanduser()
+    if config.cached_only:
+        hits = open_cache(cache_dir).get_many(config.teacher, "", docs)
+        emit("stage", {"message": f"--cached-only: {sum(h is not None for h in hits)} of {len(docs)} chunks cached"})
+        docs = [d for d, h in zip(docs, hits, strict=True) if h is not None]
     # kind -> (texts, teacher prompt, times per epoch); titles are short document text: cheap, query-like
     kinds: dict[str, tuple[list[str], str, int]] = {
         "documents": (docs, "", 1),
@@ -466,7 +474,6 @@ def distill(config: DistillConfig, on_event: Callable[[Event, dict[str, Any]], N
         raise DistillError("no text found in --texts / --queries")
 
     # Teacher vectors (cached, resumable); same keys as ingest for the documents.
-    cache_dir = Path(config.cache or DEFAULT_CACHE).expanduser()
     t0 = time.perf_counter()
     total = sum(len(t) for t, _, _ in kinds.values())
     sizes = ", ".join(f"{len(t)} {k}" for k, (t, _, _) in kinds.items() if t)
@@ -643,6 +650,7 @@ def distill(config: DistillConfig, on_event: Callable[[Event, dict[str, Any]], N
             "holdout_fraction": config.holdout_fraction,
             "query_repeat": config.query_repeat,
             "titles": config.titles,
+            "cached_only": config.cached_only,
             "bf16": config.bf16,
             "fit_samples": config.fit_samples,
             "seed": config.seed,

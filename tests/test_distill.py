@@ -217,6 +217,19 @@ def test_config_needs_steps_or_budget(env: dict[str, Path]) -> None:
         _config(env, env["root"] / "x", steps=5, time_budget_minutes=1.0)
 
 
+def test_cached_only_skips_uncached_chunks(env: dict[str, Path], trained: tuple[Path, Any], tmp_path: Path) -> None:
+    """Chunks the teacher never saw are dropped, not encoded; the module's cache holds the corpus already."""
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps({"_id": "new", "title": "zz", "text": "yyy xxx www"}) + "\n")
+    report = distill(_config(env, tmp_path / "m", steps=2, texts=[env["corpus"], extra], cached_only=True))
+    assert report.texts["documents"] == 60
+    from leaf_mongo.distill import _chunker, collect_documents
+    from leaf_mongo.models import load_model
+
+    new_chunks, _, _ = collect_documents([extra], _chunker(load_model(str(env["teacher"])), 256, 32))
+    assert new_chunks and open_cache(env["cache"]).get_many(str(env["teacher"]), "", new_chunks) == [None]
+
+
 def test_time_budget_run(env: dict[str, Path]) -> None:
     report = distill(_config(env, env["root"] / "budget", steps=None, time_budget_minutes=0.02))
     assert report.steps >= 1 and report.seconds >= 1.0

@@ -107,6 +107,9 @@ def distill_command(
     holdout_fraction: float = typer.Option(0.02, "--holdout-fraction", help="Texts held out for alignment"),
     query_repeat: int = typer.Option(1, "--query-repeat", help="Times each training query appears per epoch"),
     titles: bool = typer.Option(False, "--titles", help="Also train on record titles (short, query-like text)"),
+    cached_only: bool = typer.Option(
+        False, "--cached-only", help="Use only document chunks whose teacher vectors are already cached"
+    ),
     bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast for training (faster on recent CPUs)"),
     fit_samples: int = typer.Option(4096, "--fit-samples", help="Texts for the least-squares projection init"),
     cache: Path | None = typer.Option(
@@ -155,6 +158,7 @@ def distill_command(
         holdout_fraction=holdout_fraction,
         query_repeat=query_repeat,
         titles=titles,
+        cached_only=cached_only,
         bf16=bf16,
         fit_samples=fit_samples,
         cache=cache or (Path(settings.embedding_cache) if settings.embedding_cache else None),
