@@ -205,8 +205,9 @@ class LeafRetriever(BaseRetriever):
     name is also answered with silence by the server).
 
     ``invoke`` runs on pymongo sync. ``ainvoke`` is natively async: the spec read and the aggregate are
-    awaited on the async collection. Query encoding is CPU work (a few ms for a leaf model) and runs in a
-    worker thread (``asyncio.to_thread``) so the event loop keeps serving other requests; encodes are
+    awaited on the async collection. Query encoding is CPU work (a few ms for a leaf model) and by default
+    runs in a worker thread (``asyncio.to_thread``) so the event loop keeps serving other requests
+    (``encode_in_thread=False`` runs it inline instead, saving the thread hop); encodes are
     serialized per model (:func:`leaf_mongo.embeddings.encode_lock`) because a fast tokenizer cannot be
     shared by two threads at once.
 
@@ -256,6 +257,9 @@ class LeafRetriever(BaseRetriever):
     dtype: Dtype | None = None
     """Expected stored dtype; a disagreement with the stored spec is an error."""
     device: str | None = None
+    encode_in_thread: bool = True
+    """``ainvoke`` encodes the query in a worker thread (loop stays free); False encodes inline (no thread
+    hop, lower latency for one caller, but the loop is blocked for the few ms of the forward pass)."""
 
     _state: _QueryState | None = PrivateAttr(None)
     _settings: LeafMongoSettings | None = PrivateAttr(None)
@@ -511,7 +515,7 @@ class LeafRetriever(BaseRetriever):
         state = self._state
         assert state is not None
         call = self._call(state, kwargs)
-        emb, qvec = await asyncio.to_thread(state.encode, query)
+        emb, qvec = await asyncio.to_thread(state.encode, query) if self.encode_in_thread else state.encode(query)
         coll = self._async_collection()
         try:
             cursor = coll.aggregate(self.pipeline(state, qvec, call))

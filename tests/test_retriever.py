@@ -400,13 +400,13 @@ async def test_sync_and_async_identical(
 ) -> None:
     coll, _ = await asyncio.to_thread(build_corpus, database, minilm_path, "int8")
     sync = LeafRetriever(collection=coll, k=4)
-    aretriever = LeafRetriever(async_collection=async_mongo_client[database.name]["chunks"], k=4)
+    acoll = async_mongo_client[database.name]["chunks"]
+    aretriever = LeafRetriever(async_collection=acoll, k=4)
+    inline = LeafRetriever(async_collection=acoll, k=4, encode_in_thread=False)
     for query in QUERIES:
-        expected = await asyncio.to_thread(sync.invoke, query)
-        got = await aretriever.ainvoke(query)
-        assert [(d.id, d.page_content, d.metadata) for d in got] == [
-            (d.id, d.page_content, d.metadata) for d in expected
-        ]
+        expected = [(d.id, d.page_content, d.metadata) for d in await asyncio.to_thread(sync.invoke, query)]
+        assert [(d.id, d.page_content, d.metadata) for d in await aretriever.ainvoke(query)] == expected
+        assert [(d.id, d.page_content, d.metadata) for d in await inline.ainvoke(query)] == expected
 
 
 async def test_motor_collection(database: Database[Any], mongo_uri: str, minilm_path: str) -> None:
