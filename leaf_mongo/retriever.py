@@ -306,15 +306,10 @@ class LeafRetriever(BaseRetriever):
         return retriever
 
     def _client_kwargs(self) -> dict[str, Any]:
-        from pymongo.driver_info import DriverInfo
-
-        from leaf_mongo import __version__
+        from leaf_mongo.connection import client_options
 
         assert self._settings is not None
-        return {
-            "serverSelectionTimeoutMS": self._settings.server_timeout_ms,
-            "driver": DriverInfo(name="leaf-mongo", version=__version__),
-        }
+        return client_options(self._settings)
 
     def _sync_collection(self) -> Any:
         if self.collection is not None:
