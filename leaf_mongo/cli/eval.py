@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -191,7 +192,8 @@ def eval_command(
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
-        # A wide table: let it keep its columns when stdout is a pipe (rich assumes 80 columns there).
-        out.print(_table(report, k), width=max(out.width, 140 if k == 10 else 180))
+        # A wide table: keep its columns when stdout is not a terminal (rich would assume 80 there).
+        wide = out if out.is_terminal else Console(width=200 if k == 10 else 240)
+        wide.print(_table(report, k))
         if plot is not None:
             console.print(f"plot written to {plot}")
