@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ def machine() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
     try:
         with open("/proc/cpuinfo") as fh:
@@ -26,10 +28,10 @@ def machine() -> dict[str, Any]:
             info["cpu_model"] = model
     except OSError:
         pass
-    for mod in ("numpy", "pymongo", "torch", "sentence_transformers"):
+    for dist in ("numpy", "pymongo", "torch", "sentence-transformers", "langchain-core"):
         try:
-            info[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - optional
+            info[dist] = version(dist)
+        except PackageNotFoundError:
             continue
     if "torch" in sys.modules:
         info["torch_threads"] = sys.modules["torch"].get_num_threads()

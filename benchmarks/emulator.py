@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -21,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pymongo
 from bson.binary import Binary, BinaryVectorDtype
 from pymongo import MongoClient
 from pymongo.operations import SearchIndexModel
 
-from leaf_mongo.testing import MongoEmulator, wait_for_search_index
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import machine  # noqa: E402
+from leaf_mongo.testing import MongoEmulator, wait_for_search_index  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "emulator.json"
 
@@ -129,14 +129,7 @@ def main() -> int:
         )
     result = {
         "benchmark": "leaf_mongo.testing emulator via pymongo (search: limit 10, numCandidates 200)",
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "numpy": np.__version__,
-            "pymongo": pymongo.version,
-        },
+        "machine": machine(),
         "results": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

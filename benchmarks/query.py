@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gzip
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +33,9 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import machine  # noqa: E402
 from leaf_mongo import VectorSpec  # noqa: E402
 from leaf_mongo.encoders import VectorEncoder  # noqa: E402
 from leaf_mongo.index import ensure_vector_index, wait_for_vector_index  # noqa: E402
@@ -95,27 +95,6 @@ def corpus_texts(n: int) -> list[str]:
             if len(out) == n:
                 break
     return out
-
-
-def machine() -> dict[str, Any]:
-    import torch
-
-    cpu = platform.processor()
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    return {
-        "platform": platform.platform(),
-        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        **{p: version(p) for p in ("torch", "sentence-transformers", "pymongo", "langchain-core", "numpy")},
-    }
 
 
 # ---------------------------------------------------------------------------------------------- stats
@@ -319,6 +298,9 @@ def main() -> None:
         "whenever another process holds a core, which measures the neighbours, not the model; 0 = torch default)",
     )
     parser.add_argument("--dtypes", default="float32,int8,binary", help="stored dtypes to measure overhead on")
+    parser.add_argument(
+        "--leaf-model", default=None, help="query model to time (default all-MiniLM-L6-v2; e.g. a distilled folder)"
+    )
     args = parser.parse_args()
     if args.queries < 300:
         parser.error("--queries must be >= 300 for a meaningful p99")
@@ -333,11 +315,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     queries = train_queries(args.queries)
-    leaf, teacher = minilm_path(), mpnet_path()
+    leaf, teacher = args.leaf_model or minilm_path(), mpnet_path()
+    leaf_dims = int(load_model(leaf).get_sentence_embedding_dimension() or 384)
+    leaf_name = "all-MiniLM-L6-v2" if args.leaf_model is None else Path(leaf).name
     print(f"{len(queries)} SciFact train queries; leaf {leaf}; teacher {teacher}", file=sys.stderr)
 
     encoding = [
-        bench_encoding("all-MiniLM-L6-v2 (leaf)", leaf, 384, queries),
+        bench_encoding(f"{leaf_name} (leaf)", leaf, leaf_dims, queries),
         bench_encoding("all-mpnet-base-v2 (teacher)", teacher, 768, queries),
     ]
     speedup = encoding[1]["median_ms"] / encoding[0]["median_ms"]
@@ -347,7 +331,7 @@ def main() -> None:
     # embedding thousands of abstracts on a shared 2-core machine would take minutes.
     texts = corpus_texts(args.docs)
     rng = np.random.default_rng(0)
-    doc_emb = rng.standard_normal((len(texts), 384)).astype(np.float32)
+    doc_emb = rng.standard_normal((len(texts), leaf_dims)).astype(np.float32)
     doc_emb /= np.linalg.norm(doc_emb, axis=1, keepdims=True)
     load_model(leaf)
 
@@ -355,7 +339,7 @@ def main() -> None:
     with MongoEmulator(port=0) as emulator:
         client: Any = MongoClient(emulator.uri)
         for dtype in args.dtypes.split(","):
-            spec = spec_for(leaf, leaf, 384, dtype)
+            spec = spec_for(leaf, leaf, leaf_dims, dtype)
             coll = build_collection(client, dtype, texts, doc_emb, spec)
             row = {"dtype": dtype, "docs": len(texts), **bench_overhead(coll, queries, args.k)}
             row["async"] = [
