@@ -694,7 +694,10 @@ class _Grid:
 
 
 def plot_results(results: Sequence[EvalResult], path: str | Path, title: str = "") -> Path:
-    """nDCG@10 against bytes per vector in the index (log scale), one series per mode; PNG via Agg."""
+    """nDCG@10 against bytes per vector in the index (log scale), one series per mode; PNG via Agg.
+
+    Modes other than the built-in three (e.g. ``"leaf (distilled)"`` when merging runs) get series of their own.
+    """
     try:
         import matplotlib
 
@@ -704,7 +707,8 @@ def plot_results(results: Sequence[EvalResult], path: str | Path, title: str = "
         raise LeafMongoError("--plot needs matplotlib (pip install 'leaf-mongo[notebooks]')") from None
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     markers = {"asymmetric": "o", "leaf": "s", "teacher": "^"}
-    for mode in MODES:
+    extra = ["D", "v", "P", "X", "*"]
+    for n, mode in enumerate(dict.fromkeys([*MODES, *(r.mode for r in results)])):
         pts = sorted(
             (r.index_bytes_per_vector, 100 * r.metrics["ndcg@10"], r)
             for r in results
@@ -712,7 +716,13 @@ def plot_results(results: Sequence[EvalResult], path: str | Path, title: str = "
         )
         if not pts:
             continue
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers[mode], linestyle="", label=mode)
+        ax.plot(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            marker=markers.get(mode, extra[n % len(extra)]),
+            linestyle="",
+            label=mode,
+        )
         for x, y, r in pts:
             q = "" if r.quantization == "none" else f"/{r.quantization}"
             ax.annotate(f"{r.dimensions} {r.dtype}{q}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
