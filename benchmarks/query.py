@@ -298,6 +298,7 @@ def main() -> None:
         "whenever another process holds a core, which measures the neighbours, not the model; 0 = torch default)",
     )
     parser.add_argument("--dtypes", default="float32,int8,binary", help="stored dtypes to measure overhead on")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
         "--leaf-model", default=None, help="query model to time (default all-MiniLM-L6-v2; e.g. a distilled folder)"
     )
@@ -308,7 +309,7 @@ def main() -> None:
     import torch
     from pymongo import MongoClient
 
-    from leaf_mongo.models import load_model
+    from leaf_mongo.models import embedding_dimension, load_model
     from leaf_mongo.testing import MongoEmulator
 
     if args.threads:
@@ -316,7 +317,7 @@ def main() -> None:
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     queries = train_queries(args.queries)
     leaf, teacher = args.leaf_model or minilm_path(), mpnet_path()
-    leaf_dims = int(load_model(leaf).get_sentence_embedding_dimension() or 384)
+    leaf_dims = int(embedding_dimension(load_model(leaf)) or 384)
     leaf_name = "all-MiniLM-L6-v2" if args.leaf_model is None else Path(leaf).name
     print(f"{len(queries)} SciFact train queries; leaf {leaf}; teacher {teacher}", file=sys.stderr)
 
@@ -360,8 +361,8 @@ def main() -> None:
         "overhead_target_ms": 1.0,
         "overhead": overhead,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"\nQuery encoding at batch 1 ({len(queries)} train queries, {machine()['torch_threads']} torch threads)")
     print(f"{'model':32} {'median ms':>10} {'p99 ms':>10}")
@@ -381,7 +382,7 @@ def main() -> None:
         )
     print("overhead = invoke - encode - round trip (separate runs); paired = the same, timed inside each call;")
     print("async = ainvoke paired overhead with the encode in a worker thread / inline in the event loop")
-    print(f"\nwrote {RESULTS.relative_to(ROOT.parent)}")
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":
