@@ -41,13 +41,7 @@ def main() -> int:
 
     settings = load_settings(teacher_model=args.model, leaf_model=args.model, embedding_cache=str(args.cache))
     encoder = VectorEncoder(spec_from_settings(settings), cache_dir=settings.embedding_cache)
-    teacher = encoder.teacher
-    chunker = Chunker(
-        teacher.tokenizer,
-        max_seq_length=int(teacher.max_seq_length or 512),
-        chunk_size=settings.chunk_size,
-        chunk_overlap=settings.chunk_overlap,
-    )
+    chunker = Chunker.for_model(encoder.teacher, settings.chunk_size, settings.chunk_overlap)
     files = [f for f in discover(args.paths) if isinstance(f, SourceFile)]
     texts = sorted({c.text for f in files for c in chunker.chunk(load(f), f.format)}, key=len, reverse=True)
     cache = open_cache(args.cache)

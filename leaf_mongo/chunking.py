@@ -22,6 +22,7 @@ import numpy as np
 from leaf_mongo.loaders import LoadedRecord, Section, markdown_sections, rst_sections
 
 if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
     from transformers import PreTrainedTokenizerBase
 
 __all__ = ["Chunk", "Chunker"]
@@ -95,6 +96,20 @@ class Chunker:
         self.chunk_size = min(chunk_size, limit)
         self.chunk_overlap = (
             chunk_overlap if chunk_overlap < self.chunk_size else chunk_overlap * self.chunk_size // chunk_size
+        )
+
+    @classmethod
+    def for_model(cls, model: SentenceTransformer, chunk_size: int = 256, chunk_overlap: int = 32) -> Chunker:
+        """The chunker for a document model: its tokenizer and sequence limit.
+
+        Ingest, distillation, int8 calibration and cache warming all cut text this way, so the same file gives
+        the same chunk texts everywhere, and embedding-cache keys (model, text) match between them.
+        """
+        return cls(
+            model.tokenizer,
+            max_seq_length=int(model.max_seq_length or 512),
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
         )
 
     # -- tokenizer access ---------------------------------------------------------------------

@@ -160,12 +160,7 @@ def _chunker(teacher: SentenceTransformer, chunk_size: int, chunk_overlap: int) 
     """Exactly ingest's chunker (``Ingestor._chunker``), so chunk texts -- and cache keys -- match."""
     from leaf_mongo.chunking import Chunker
 
-    return Chunker(
-        teacher.tokenizer,
-        max_seq_length=int(teacher.max_seq_length or 512),
-        chunk_size=chunk_size,
-        chunk_overlap=chunk_overlap,
-    )
+    return Chunker.for_model(teacher, chunk_size, chunk_overlap)
 
 
 def collect_documents(

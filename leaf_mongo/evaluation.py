@@ -370,12 +370,7 @@ def calibrate_int8(
     spec = spec_from_settings(settings.model_copy(update={"dtype": "float32", "quantization": "none"}))
     encoder = VectorEncoder(spec, device=settings.device, cache_dir=settings.embedding_cache)
     teacher = encoder.teacher
-    chunker = Chunker(
-        teacher.tokenizer,
-        max_seq_length=int(teacher.max_seq_length or 512),
-        chunk_size=settings.chunk_size,
-        chunk_overlap=settings.chunk_overlap,
-    )
+    chunker = Chunker.for_model(teacher, settings.chunk_size, settings.chunk_overlap)
     files = [f for f in discover([corpus_path]) if isinstance(f, SourceFile)]
     if not files:
         raise LeafMongoError(f"cannot read corpus {corpus_path} for int8 calibration")

@@ -383,12 +383,7 @@ class Ingestor:
         from leaf_mongo.chunking import Chunker
 
         teacher = self.encoder.teacher
-        return Chunker(
-            teacher.tokenizer,
-            max_seq_length=int(teacher.max_seq_length or 512),
-            chunk_size=self.settings.chunk_size,
-            chunk_overlap=self.settings.chunk_overlap,
-        )
+        return Chunker.for_model(teacher, self.settings.chunk_size, self.settings.chunk_overlap)
 
     def _documents(self, file: SourceFile, content_hash: str, chunker: Any) -> list[dict[str, Any]]:
         records = load(file)

@@ -59,6 +59,18 @@ def test_chunk_size_is_clamped_to_the_model(tokenizer: Any) -> None:
     assert Chunker(tokenizer, max_seq_length=512, chunk_size=100, chunk_overlap=10).chunk_size == 100
 
 
+def test_for_model_takes_the_models_tokenizer_and_sequence_limit(minilm_path: str) -> None:
+    """Ingest, distill, calibration and cache warming share this constructor: same chunks, same cache keys."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(minilm_path, device="cpu")
+    model.max_seq_length = 128
+    c = Chunker.for_model(model, chunk_size=512, chunk_overlap=300)
+    assert c.tokenizer is model.tokenizer
+    assert (c.max_seq_length, c.chunk_size) == (128, 126) and c.chunk_overlap < c.chunk_size
+    assert Chunker.for_model(model, 100, 10).chunk_size == 100
+
+
 @pytest.mark.parametrize(("size", "overlap"), [(32, 32), (32, 40), (0, 0), (16, -1)])
 def test_invalid_settings(tokenizer: Any, size: int, overlap: int) -> None:
     with pytest.raises(ValueError, match="chunk_"):
