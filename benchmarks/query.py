@@ -317,7 +317,9 @@ def main() -> None:
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     queries = train_queries(args.queries)
     leaf, teacher = args.leaf_model or minilm_path(), mpnet_path()
-    leaf_dims = int(embedding_dimension(load_model(leaf)) or 384)
+    leaf_dims = embedding_dimension(load_model(leaf))  # loads it now, so no load is timed below
+    if not leaf_dims:
+        parser.error(f"{leaf} does not report its embedding dimension")
     leaf_name = "all-MiniLM-L6-v2" if args.leaf_model is None else Path(leaf).name
     print(f"{len(queries)} SciFact train queries; leaf {leaf}; teacher {teacher}", file=sys.stderr)
 
@@ -334,7 +336,6 @@ def main() -> None:
     rng = np.random.default_rng(0)
     doc_emb = rng.standard_normal((len(texts), leaf_dims)).astype(np.float32)
     doc_emb /= np.linalg.norm(doc_emb, axis=1, keepdims=True)
-    load_model(leaf)
 
     overhead: list[dict[str, Any]] = []
     with MongoEmulator(port=0) as emulator:

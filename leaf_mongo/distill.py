@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
+from leaf_mongo.chunking import Chunker
 from leaf_mongo.embedding_cache import open_cache
 from leaf_mongo.errors import LeafMongoError
 from leaf_mongo.loaders import LoadError, SkippedFile, SourceFile, discover, load
@@ -154,13 +155,6 @@ class DistillReport:
 
 
 # -- texts ------------------------------------------------------------------------------------
-
-
-def _chunker(teacher: SentenceTransformer, chunk_size: int, chunk_overlap: int) -> Any:
-    """Exactly ingest's chunker (``Ingestor._chunker``), so chunk texts -- and cache keys -- match."""
-    from leaf_mongo.chunking import Chunker
-
-    return Chunker.for_model(teacher, chunk_size, chunk_overlap)
 
 
 def collect_documents(
@@ -447,7 +441,7 @@ def distill(config: DistillConfig, on_event: Callable[[Event, dict[str, Any]], N
     prompt: str = config.query_prompt if config.query_prompt is not None else (teacher.prompts or {}).get("query") or ""
     docs, titles, skipped = collect_documents(
         list(config.texts),
-        _chunker(teacher, config.chunk_size, config.chunk_overlap),
+        Chunker.for_model(teacher, config.chunk_size, config.chunk_overlap),
         include=config.include,
         exclude=config.exclude,
         max_file_bytes=int(config.max_file_mb * 1024 * 1024),

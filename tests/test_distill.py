@@ -135,10 +135,11 @@ def test_loss_decreases_and_projection_has_teacher_dimension(trained: tuple[Path
 
 def test_teacher_vectors_come_from_the_shared_cache(env: dict[str, Path], trained: tuple[Path, Any]) -> None:
     """Same key as ingest: (teacher as given, "" for documents; the query prompt for queries)."""
-    from leaf_mongo.distill import _chunker, collect_documents
+    from leaf_mongo.chunking import Chunker
+    from leaf_mongo.distill import collect_documents
     from leaf_mongo.models import load_model
 
-    chunker = _chunker(load_model(str(env["teacher"])), 256, 32)
+    chunker = Chunker.for_model(load_model(str(env["teacher"])), 256, 32)
     docs, titles, _ = collect_documents([env["corpus"]], chunker)
     cache = open_cache(env["cache"])
     assert all(v is not None for v in cache.get_many(str(env["teacher"]), "", docs))
@@ -223,10 +224,11 @@ def test_cached_only_skips_uncached_chunks(env: dict[str, Path], trained: tuple[
     extra.write_text(json.dumps({"_id": "new", "title": "zz", "text": "yyy xxx www"}) + "\n")
     report = distill(_config(env, tmp_path / "m", steps=2, texts=[env["corpus"], extra], cached_only=True))
     assert report.texts["documents"] == 60
-    from leaf_mongo.distill import _chunker, collect_documents
+    from leaf_mongo.chunking import Chunker
+    from leaf_mongo.distill import collect_documents
     from leaf_mongo.models import load_model
 
-    new_chunks, _, _ = collect_documents([extra], _chunker(load_model(str(env["teacher"])), 256, 32))
+    new_chunks, _, _ = collect_documents([extra], Chunker.for_model(load_model(str(env["teacher"])), 256, 32))
     assert new_chunks and open_cache(env["cache"]).get_many(str(env["teacher"]), "", new_chunks) == [None]
 
 
