@@ -643,6 +643,9 @@ class _Grid:
 
         name = collection_name(self.data, spec, s)
         s = s.model_copy(update={"collection": name})
+        if all(p.mode != "asymmetric" for p in points):
+            # No leaf queries here (the leaf may not even fit this teacher): ingest would refuse a misfit leaf.
+            s = s.model_copy(update={"leaf_model": spec.teacher_model})
         self.emit("ingest_start", {"collection": name, "model": spec.teacher_model})
         report = ingest(
             [self.data.corpus_path], s, client=self.client, on_event=lambda e, d: self.emit(f"ingest_{e}", d)
