@@ -56,7 +56,8 @@ def export_folder(name: str, task: Task, backend: str, root: Path | None = None)
     """Where the exported graph of ``name``'s ``task`` route lives (one folder per model, route and backend)."""
     key = hashlib.sha256(f"{EXPORT_VERSION}\x00{_fingerprint(name)}\x00{task}\x00{backend}".encode()).hexdigest()
     label = Path(name).name or "model"
-    return (root or BACKENDS_DIR).expanduser() / f"{label}-{task}-{backend}-{key[:16]}"
+    root = root or Path(os.environ.get("LEAF_MONGO_BACKEND_CACHE") or BACKENDS_DIR)
+    return root.expanduser() / f"{label}-{task}-{backend}-{key[:16]}"
 
 
 def ensure_exported(name: str, task: Task, backend: str, root: Path | None = None) -> Path:
@@ -188,7 +189,10 @@ class OnnxTextEncoder:
         if self.manifest["backend"].startswith("openvino"):
             import openvino as ov
 
-            config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+            # f32 inference: the CPU plugin may otherwise pick a reduced precision (its "performance" default).
+            config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = threads
             compiled = ov.Core().compile_model(str(graph), "CPU", config)
             self._run = lambda feed: compiled(feed)[0]
         else:

@@ -186,7 +186,9 @@ def test_other_space_refused_before_anything_is_written(
     leaf = tmp_path / "leaf-for-mxbai"
     shutil.copytree(models["leaf-ir"], leaf, symlinks=True)
     (leaf / "leaf_mongo_alignment.json").write_text(json.dumps({"teacher": models["mxbai"]}))
-    result = CliRunner().invoke(app, ["ingest", str(docs_dir)], env=_env(mongo_uri, db_name, models["arctic"], str(leaf)))
+    result = CliRunner().invoke(
+        app, ["ingest", str(docs_dir)], env=_env(mongo_uri, db_name, models["arctic"], str(leaf))
+    )
     assert result.exit_code == 2, result.output
     assert "another space" in result.output
     assert "chunks" not in database.list_collection_names()
