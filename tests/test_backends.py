@@ -16,7 +16,7 @@ from pymongo.database import Database
 
 from leaf_mongo.encoders import SideEncoder
 from leaf_mongo.retriever import LeafRetriever
-from tests.test_leaf_layouts import DOCS, QUERY, docs_dir, models  # noqa: F401 - fixtures
+from tests.test_leaf_layouts import QUERY
 from tests.tiny_models import QUERY_PROMPT
 
 TEXTS = ["which planet is the biggest", "a much longer query about volcanoes, magma and the crust " * 3, "bees"]

@@ -25,47 +25,10 @@ from typer.testing import CliRunner
 from leaf_mongo.cli import app
 from leaf_mongo.retriever import LeafRetriever
 from leaf_mongo.vectors import from_binary
-from tests.tiny_models import (
-    make_arctic_style,
-    make_asym_style,
-    make_leaf_ir_style,
-    make_leaf_mt_style,
-    make_mxbai_style,
-)
+from tests.conftest import DOCS
 
-DOCS = {
-    "a.md": "Jupiter is the largest planet in the solar system.",
-    "b.md": "Volcanoes erupt when magma rises through the crust.",
-    "c.md": "Bees pollinate flowers and make honey.",
-}
 QUERY = "which planet is the biggest"
 DIMS = 16  # MRL truncation below the 32-d models, so renormalization is exercised too
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("layouts")
-    arctic = make_arctic_style(root / "arctic", hidden=32)
-    mxbai = make_mxbai_style(root / "mxbai", hidden=32)
-    leaf_ir = make_leaf_ir_style(root / "leaf-ir", dimensions=32)
-    leaf_mt = make_leaf_mt_style(root / "leaf-mt", dimensions=32)
-    return {
-        "arctic": str(arctic),
-        "mxbai": str(mxbai),
-        "leaf-ir": str(leaf_ir),
-        "leaf-mt": str(leaf_mt),
-        "ir-asym": str(make_asym_style(root / "ir-asym", leaf_ir, arctic)),
-        "mt-asym": str(make_asym_style(root / "mt-asym", leaf_mt, mxbai, normalize=False)),
-        "leaf-24": str(make_leaf_ir_style(root / "leaf-24", dimensions=24)),
-    }
-
-
-@pytest.fixture(scope="module")
-def docs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("docs")
-    for name, text in DOCS.items():
-        (root / name).write_text(text + "\n")
-    return root
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
