@@ -106,6 +106,9 @@ def ingest_command(
     recreate: bool = typer.Option(False, "--recreate", help="Drop and rebuild when the stored spec differs"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what would change; write nothing"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables"),
+    teacher_backend: str | None = typer.Option(
+        None, "--teacher-backend", help="Document encoding: torch, onnx, onnx-int8, openvino, openvino-int8"
+    ),
     debug: bool = DebugOpt,
 ) -> None:
     """Chunk files, embed them with the teacher, and write them to MongoDB with a vectorSearch index.
@@ -127,6 +130,7 @@ def ingest_command(
         quantization=quantization,
         similarity=similarity,
         batch_size=batch_size,
+        teacher_backend=teacher_backend,
     )
     if not as_json:
         console.print(
