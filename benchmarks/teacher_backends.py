@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
 
 from benchmarks.common import RESULTS, machine  # noqa: E402
 from leaf_mongo.chunking import Chunker  # noqa: E402
