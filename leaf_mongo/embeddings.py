@@ -3,7 +3,8 @@
 Documents go through the teacher (``encode_document``, the spec's document prompt) and queries through the leaf
 model (``encode_query``, the spec's query prompt), both truncated to the spec's dimensions and renormalized,
 exactly as leaf-mongo's own ingest and retriever do. Vectors are returned as float lists because that is what
-vector stores take; quantized BSON storage (int8, packed bits) needs :class:`leaf_mongo.retriever.LeafRetriever` instead.
+vector stores take; quantized BSON storage (int8, packed bits) needs
+:class:`leaf_mongo.retriever.LeafRetriever` instead.
 """
 
 from __future__ import annotations
