@@ -172,3 +172,32 @@ def test_configured_prompt_differing_from_recorded_is_refused(
     # With it, the recorded prompt is reproduced.
     docs = LeafRetriever(collection=database["chunks"], k=1, query_prompt="search: ").invoke(QUERY)
     assert len(docs) == 1
+
+
+def test_teacher_with_a_default_prompt(
+    models: dict[str, str], docs_dir: Path, mongo_uri: str, db_name: str, database: Database[Any], tmp_path: Path
+) -> None:
+    """A teacher configured with a document prompt and a ``default_prompt_name``: the stored vectors are what its
+    ``encode_document`` computes, and the spec records the prompt that was applied (the cache key's prompt)."""
+    from sentence_transformers import SentenceTransformer
+
+    from leaf_mongo.spec_store import load_spec
+
+    teacher = SentenceTransformer(models["arctic"])
+    teacher.prompts = {"query": "query: ", "document": "passage: ", "clustering": "cluster: "}
+    teacher.default_prompt_name = "clustering"
+    teacher.save(str(tmp_path / "prompted"))
+    env = _env(mongo_uri, db_name, str(tmp_path / "prompted"), models["leaf-ir"])
+    cache = tmp_path / "cache"
+    result = CliRunner().invoke(app, ["ingest", str(docs_dir)], env={**env, "LEAF_MONGO_EMBEDDING_CACHE": str(cache)})
+    assert result.exit_code == 0, result.output
+    spec = load_spec(database["chunks"])
+    assert spec is not None and spec.document_prompt == "passage: "
+    stored = {d["source"]: d for d in database["chunks"].find({})}
+    texts = [stored[s]["text"] for s in sorted(stored)]
+    want = _unit(SentenceTransformer(str(tmp_path / "prompted")).encode_document(texts))
+    np.testing.assert_allclose(np.stack([from_binary(stored[s]["embedding"]) for s in sorted(stored)]), want, atol=1e-5)
+    from leaf_mongo.embedding_cache import open_cache
+
+    cached = open_cache(cache).get_many(str(tmp_path / "prompted"), "passage: ", texts)
+    assert all(v is not None for v in cached)
