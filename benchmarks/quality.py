@@ -52,8 +52,17 @@ def _minilm() -> str:
 
 
 def _key(row: dict[str, Any]) -> tuple[Any, ...]:
-    keys = ("mode", "doc_model", "query_model", "query_backend", "dimensions", "dtype", "quantization")
-    return tuple(row.get(k, "torch" if k == "query_backend" else None) for k in keys)
+    keys = (
+        "mode",
+        "doc_model",
+        "query_model",
+        "query_backend",
+        "document_backend",
+        "dimensions",
+        "dtype",
+        "quantization",
+    )
+    return tuple(row.get(k, "torch" if k.endswith("_backend") else None) for k in keys)
 
 
 def main() -> int:
@@ -74,6 +83,7 @@ def main() -> int:
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--merge", action="store_true", help="keep earlier rows this run does not redo")
     ap.add_argument("--leaf-backend", default="torch", help="query-side backend (torch, onnx, onnx-int8, openvino...)")
+    ap.add_argument("--teacher-backend", default="torch", help="document-side backend (same choices)")
     ap.add_argument("--threads", type=int, default=None, help="onnx/openvino threads (default: the runtime's)")
     args = ap.parse_args()
 
@@ -84,6 +94,7 @@ def main() -> int:
         leaf_model=leaf,
         query_prompt=args.query_prompt,
         leaf_backend=args.leaf_backend,
+        teacher_backend=args.teacher_backend,
         backend_threads=args.threads,
         embedding_cache=os.environ.get("LEAF_MONGO_EMBEDDING_CACHE") or DEFAULT_CACHE,
     )
