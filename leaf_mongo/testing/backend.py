@@ -14,6 +14,7 @@ turns every failure into a server-shaped error reply. Where each behaviour lives
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,8 @@ from leaf_mongo.testing.commands.writes import WriteCommands
 from leaf_mongo.testing.errors import CommandError
 from leaf_mongo.testing.state import _dup_msg
 
+RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify"})
+MAX_RETRY_REPLIES = 10_000
 Handler = Callable[[str, dict[str, Any], int], dict[str, Any]]
 
 
@@ -36,10 +39,12 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
 
     def __init__(self, index_build_delay: float = 0.0) -> None:
         super().__init__(index_build_delay)
+        self._retry_replies: dict[tuple[str, int, str], dict[str, Any]] = {}
         self._handlers: dict[str, Handler] = {
             "hello": self._hello,
             "ismaster": self._hello,
             "ping": lambda db, cmd, conn: {},
+            "hostinfo": self._host_info,
             "buildinfo": self._build_info,
             "endsessions": lambda db, cmd, conn: {},
             "killallsessions": lambda db, cmd, conn: {},
@@ -71,8 +76,20 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
             "dropsearchindex": self._drop_search_index,
         }
 
-    def execute(self, db: str, cmd: dict[str, Any], connection_id: int = 0) -> dict[str, Any]:
-        """Run one command; always returns a reply document (errors included)."""
+    def execute(
+        self, db: str, cmd: dict[str, Any], connection_id: int = 0, client_address: str | None = None
+    ) -> dict[str, Any]:
+        """Run one command; always returns a reply document (errors included).
+
+        ``client_address`` is the ``host:port`` the client's connection reached; ``hello``
+        advertises it as the replica set's only member.
+        """
+        with self._lock:
+            if client_address:
+                self._client_address = client_address
+            return self._stamp(self._run(db, cmd, connection_id))
+
+    def _run(self, db: str, cmd: dict[str, Any], connection_id: int) -> dict[str, Any]:
         try:
             name = next(iter(cmd))
         except StopIteration:
@@ -80,11 +97,16 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
         handler = self._handlers.get(name.lower())
         if handler is None:
             return CommandError(f"no such command: '{name}'", 59).to_reply()
-        if "txnNumber" in cmd and name.lower() not in ("hello", "ismaster"):
-            return CommandError("Transaction numbers are only allowed on a replica set member or mongos", 20).to_reply()
         try:
-            with self._lock:
-                reply = handler(db, cmd, connection_id)
+            if "txnNumber" in cmd:
+                return self._retryable_write(name, cmd, lambda: self._reply(handler, db, cmd, connection_id))
+            return self._reply(handler, db, cmd, connection_id)
+        except CommandError as exc:
+            return exc.to_reply()
+
+    def _reply(self, handler: Handler, db: str, cmd: dict[str, Any], connection_id: int) -> dict[str, Any]:
+        try:
+            reply = handler(db, cmd, connection_id)
         except CommandError as exc:
             return exc.to_reply()
         except mongomock.DuplicateKeyError as exc:
@@ -96,4 +118,25 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
         except Exception as exc:  # noqa: BLE001 - any bug must still become a reply
             return CommandError(f"{type(exc).__name__}: {exc}", 1).to_reply()
         reply.setdefault("ok", 1.0)
+        return reply
+
+    def _retryable_write(self, name: str, cmd: dict[str, Any], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Retryable writes (drivers send ``txnNumber`` to a replica set): a retry gets the first reply.
+
+        Multi-document transactions stay out of scope and are refused as such.
+        """
+        if "autocommit" in cmd or "startTransaction" in cmd:
+            raise CommandError("transactions are not supported by the leaf-mongo emulator (emulator limitation)", 238)
+        if name.lower() not in RETRYABLE_WRITES:
+            raise CommandError(f"txnNumber may only be provided for retryable write commands, not {name}", 50768)
+        lsid = cmd.get("lsid") or {}
+        key = (repr(lsid.get("id")), int(cmd["txnNumber"]), name.lower())
+        done = self._retry_replies.get(key)
+        if done is not None:
+            return copy.deepcopy(done)
+        reply = run()
+        if reply.get("ok"):
+            self._retry_replies[key] = copy.deepcopy(reply)
+            while len(self._retry_replies) > MAX_RETRY_REPLIES:
+                self._retry_replies.pop(next(iter(self._retry_replies)))
         return reply
