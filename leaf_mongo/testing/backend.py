@@ -60,6 +60,7 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
             "getmore": self._get_more,
             "killcursors": self._kill_cursors,
             "aggregate": self._aggregate,
+            "explain": self._explain,
             "count": self._count,
             "distinct": self._distinct,
             "create": self._create,

@@ -8,39 +8,44 @@ the pre-filter is checked against the index's ``filter`` paths and operators
 from __future__ import annotations
 
 import copy
-import datetime as dt
 from typing import Any
 
-import bson
 from mongomock import helpers as mm_helpers
 from mongomock.filtering import filter_applies
 
 from leaf_mongo.testing.errors import CommandError, bad_value
 from leaf_mongo.testing.state import BackendState, MockCollection, _is_int
+from leaf_mongo.testing.stored_source import stored_document, stores_anything
+from leaf_mongo.testing.vector_filter import check_filter
 from leaf_mongo.testing.vectors import matrix_for, parse_query_vector, score_matrix, top_k
 
 SCORE_FIELD = "__leaf_emulator_vector_search_score"
-FILTER_OPERATORS = frozenset(
-    {"$eq", "$ne", "$gt", "$lt", "$gte", "$lte", "$in", "$nin", "$exists", "$not", "$nor", "$and", "$or"}
-)
-VECTOR_SEARCH_KEYS = frozenset(
-    {"index", "path", "queryVector", "numCandidates", "limit", "filter", "exact", "explainOptions"}
-)
+# Fields mongot knows but the emulator does not implement: refused rather than silently ignored.
+# Any other unknown field is ignored, as mongot parses with unknown fields allowed
+# (server/command/search/VectorSearchCommand.java: allowUnknownFields(true)).
+UNSUPPORTED_KEYS = {
+    "parentFilter": "nested vector search (nestedRoot indexes, parentFilter)",
+    "nestedOptions": "nested vector search (nestedRoot indexes, nestedOptions)",
+    "query": "auto-embedding queries (query.text with an autoEmbed index)",
+    "model": "auto-embedding queries (model with an autoEmbed index)",
+}
 
 
 def vector_search(state: BackendState, db: str, coll: MockCollection, spec: Any) -> list[dict[str, Any]]:
     """Documents for a ``$vectorSearch`` stage, best first, each carrying its score in ``SCORE_FIELD``."""
     if not isinstance(spec, dict):
         raise CommandError("$vectorSearch must take a nested object", 9)
-    for key in spec:
-        if key not in VECTOR_SEARCH_KEYS:
-            raise CommandError(f"BSON field '$vectorSearch.{key}' is an unknown field.", 40415)
+    for key, what in UNSUPPORTED_KEYS.items():
+        if key in spec:
+            raise CommandError(f"{what} is not supported by the leaf-mongo emulator (emulator limitation)", 238)
     for key in ("index", "path", "queryVector", "limit"):
         if key not in spec:
             raise CommandError(f'"$vectorSearch.{key}" is required', 9)
     index_name, path = spec["index"], spec["path"]
     if not isinstance(index_name, str):
         raise CommandError('"$vectorSearch.index" must be a string', 14)
+    if not index_name:
+        raise bad_value('"index" cannot be empty')  # VectorSearchQuery.java: stringField().mustNotBeEmpty()
     if not isinstance(path, str):
         raise CommandError('"$vectorSearch.path" must be a string', 14)
     limit = spec["limit"]
@@ -65,6 +70,9 @@ def vector_search(state: BackendState, db: str, coll: MockCollection, spec: Any)
     flt = spec.get("filter")
     if flt is not None and not isinstance(flt, dict):
         raise CommandError('"$vectorSearch.filter" must be a document', 14)
+    return_stored = spec.get("returnStoredSource", False)
+    if not isinstance(return_stored, bool):
+        raise CommandError('"returnStoredSource" must be a boolean', 14)
 
     idx = state._search_indexes.get((db, coll.name), {}).get(index_name)
     if idx is None or idx.type != "vectorSearch":
@@ -87,7 +95,10 @@ def vector_search(state: BackendState, db: str, coll: MockCollection, spec: Any)
     if vfield.similarity == "cosine" and query.kind != "bit" and not query.values.any():
         raise CommandError("Cosine similarity cannot be calculated against a zero vector.", 8)
     if flt:
-        _check_filter(flt, idx.filter_paths())
+        check_filter(flt, idx.filter_paths())
+    stored = (idx.active_normalized or {}).get("storedSource", False)
+    if return_stored and not stores_anything(stored):
+        raise CommandError("storedSource is not configured for this index.", 8)
 
     matrix = matrix_for(vfield, state._vectors.get((db, coll.name), {}).get(path), query)
     if matrix is None or matrix.used == 0:
@@ -100,58 +111,7 @@ def vector_search(state: BackendState, db: str, coll: MockCollection, spec: Any)
         allowed = {key for key, doc in docs.items() if filter_applies(spec_f, doc)}
     out: list[dict[str, Any]] = []
     for key, score in top_k(scores, matrix.keys, limit, allowed):
-        doc = copy.deepcopy(docs[key])
+        doc = stored_document(docs[key], stored) if return_stored else copy.deepcopy(docs[key])
         doc[SCORE_FIELD] = score
         out.append(doc)
     return out
-
-
-def _check_filter(flt: dict[str, Any], filter_paths: set[str]) -> None:
-    """Reject what mongot rejects in a ``$vectorSearch`` pre-filter (reference §4)."""
-    for key, value in flt.items():
-        if key in ("$and", "$or", "$nor"):
-            if not isinstance(value, list) or not value:
-                raise bad_value(f"{key} must be a nonempty array")
-            for sub in value:
-                if not isinstance(sub, dict):
-                    raise bad_value(f"{key} entries must be documents")
-                _check_filter(sub, filter_paths)
-        elif key.startswith("$"):
-            raise bad_value(f"Operator {key} is not supported in a $vectorSearch filter")
-        else:
-            if key not in filter_paths:
-                raise CommandError(f"Path '{key}' needs to be indexed as {_filter_type(value)}", 8)
-            if isinstance(value, dict) and any(k.startswith("$") for k in value):
-                _check_operators(key, value)
-
-
-def _check_operators(path: str, ops: dict[str, Any]) -> None:
-    for op, arg in ops.items():
-        if op not in FILTER_OPERATORS or op in ("$and", "$or", "$nor"):
-            raise bad_value(f"Operator {op} is not supported in a $vectorSearch filter (path '{path}')")
-        if op == "$not":
-            if not isinstance(arg, dict):
-                raise bad_value("$not needs a document of operators")
-            _check_operators(path, arg)
-        if op in ("$in", "$nin") and not isinstance(arg, list):
-            raise bad_value(f"{op} needs an array")
-
-
-def _filter_type(value: Any) -> str:
-    """Name of the index type mongot asks for ("token" for strings, reference §4)."""
-    sample = value
-    if isinstance(value, dict):
-        sample = next(iter(value.values()), None)
-    if isinstance(sample, list):
-        sample = sample[0] if sample else None
-    if isinstance(sample, str):
-        return "token"
-    if isinstance(sample, bool):
-        return "boolean"
-    if isinstance(sample, (int, float)):
-        return "number"
-    if isinstance(sample, dt.datetime):
-        return "date"
-    if isinstance(sample, bson.ObjectId):
-        return "objectId"
-    return "filter"

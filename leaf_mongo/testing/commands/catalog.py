@@ -15,7 +15,11 @@ class CatalogCommands(BackendState):
     def _create(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         name = cmd["create"]
         if "viewOn" in cmd:
-            raise CommandError("views are not supported by the leaf-mongo emulator", 238)
+            raise CommandError(
+                "views are not supported by the leaf-mongo emulator (emulator limitation): no viewOn, no "
+                "$vectorSearch or search indexes on views",
+                238,
+            )
         if self._exists(db, name):
             raise CommandError(f"Collection {db}.{name} already exists.", 48)
         self._client[db].create_collection(name)

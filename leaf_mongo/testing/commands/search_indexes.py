@@ -13,6 +13,9 @@ from leaf_mongo.testing.state import BackendState, MockCollection
 def search_index_by(state: BackendState, db: str, coll: str, cmd: dict[str, Any]) -> SearchIndex:
     """The index a command names by ``name`` or ``id`` (IndexNotFound otherwise)."""
     indexes = state._search_indexes.get((db, coll), {})
+    if "name" in cmd and "id" in cmd:
+        # UpdateSearchIndexCommandDefinition.java: exactlyOneOf(id, name) (ParsedFieldGroup message).
+        raise CommandError('only one of ["id", "name"] may be present', 9)
     if "name" in cmd:
         idx = indexes.get(cmd["name"])
         kind, value = "name", cmd["name"]
