@@ -77,6 +77,12 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
             "dropsearchindex": self._drop_search_index,
         }
 
+    def reset(self) -> None:
+        """Forget every database, cursor, search index and remembered retryable-write reply."""
+        with self._lock:
+            super().reset()
+            self._retry_replies.clear()
+
     def execute(
         self, db: str, cmd: dict[str, Any], connection_id: int = 0, client_address: str | None = None
     ) -> dict[str, Any]:
