@@ -28,6 +28,7 @@ from mongomock.aggregate import process_pipeline
 from mongomock.filtering import filter_applies
 from pymongo import ReturnDocument
 
+from leaf_mongo.testing import fulltext, fusion
 from leaf_mongo.testing.errors import CommandError, bad_value
 from leaf_mongo.testing.search_index import SearchIndex, normalize
 from leaf_mongo.testing.vectors import (
@@ -43,7 +44,7 @@ MAX_WIRE_VERSION = 25  # MongoDB 8.2
 MAX_BSON_SIZE = 16 * 1024 * 1024
 MAX_MESSAGE_SIZE = 48_000_000
 MAX_BATCH_BYTES = MAX_BSON_SIZE - 64 * 1024
-SCORE_FIELD = "__leaf_emulator_vector_search_score"
+SCORE_FIELD = fusion.VECTOR_SCORE_FIELD
 CURSOR_IDLE_SECONDS = 600.0  # like mongod's cursorTimeoutMillis default
 
 FILTER_OPERATORS = frozenset(
@@ -74,14 +75,17 @@ class _Cursor:
 class Backend:
     """All emulator state and the command handlers (see module docstring)."""
 
-    def __init__(self, index_build_delay: float = 0.0) -> None:
+    def __init__(self, index_build_delay: float = 0.0, server_version: str = SERVER_VERSION) -> None:
         self.index_build_delay = index_build_delay
+        # An older version refuses the stages it lacks ($rankFusion < 8.1, $scoreFusion < 8.2), as it would.
+        self.server_version = server_version
         self._lock = threading.RLock()
         self._client: Any = mongomock.MongoClient()
         self._cursors: dict[int, _Cursor] = {}
         self._cursor_ids = itertools.count(1_000_001)
         self._search_indexes: dict[Namespace, dict[str, SearchIndex]] = {}
         self._vectors: dict[Namespace, dict[str, PathVectors]] = {}
+        self._fulltext: dict[Namespace, dict[str, fulltext.FullTextIndex]] = {}
         self._handlers: dict[str, Callable[[str, dict[str, Any], int], dict[str, Any]]] = {
             "hello": self._hello,
             "ismaster": self._hello,
@@ -153,6 +157,7 @@ class Backend:
             self._cursors.clear()
             self._search_indexes.clear()
             self._vectors.clear()
+            self._fulltext.clear()
 
     def _coll(self, db: str, name: Any) -> MockCollection:
         if not isinstance(name, str) or not name:
@@ -188,8 +193,8 @@ class Backend:
 
     def _build_info(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         return {
-            "version": SERVER_VERSION,
-            "versionArray": [8, 2, 0, 0],
+            "version": self.server_version,
+            "versionArray": [*_version(self.server_version), 0],
             "gitVersion": "leaf-mongo-emulator",
             "modules": ["leaf-mongo-emulator"],
             "bits": 64,
@@ -198,26 +203,26 @@ class Backend:
         }
 
     def _server_status(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
-        return {"version": SERVER_VERSION, "process": "leaf-mongo-emulator", "uptime": time.monotonic()}
+        return {"version": self.server_version, "process": "leaf-mongo-emulator", "uptime": time.monotonic()}
 
     # ------------------------------------------------------------------ vector bookkeeping
 
     def _sync(self, ns: Namespace, keys: Iterable[Any]) -> None:
         """Re-read the given documents into the vector matrices after a write."""
-        stores = self._vectors.get(ns)
+        stores: list[Any] = [*self._vectors.get(ns, {}).values(), *self._fulltext.get(ns, {}).values()]
         if not stores:
             return
         docs = self._coll(*ns)._store._documents
         for key in keys:
             doc = docs.get(key)
-            for store in stores.values():
+            for store in stores:
                 if doc is None:
                     store.remove(key)
                 else:
                     store.upsert(key, doc)
 
     def _tracked(self, ns: Namespace) -> bool:
-        return bool(self._vectors.get(ns))
+        return bool(self._vectors.get(ns)) or bool(self._fulltext.get(ns))
 
     def _matching_keys(self, coll: MockCollection, query: dict[str, Any], multi: bool) -> list[Any]:
         """Keys of the documents a write will touch (mongomock picks the first match)."""
@@ -251,10 +256,15 @@ class Backend:
                     store.upsert(key, doc)
         if not stores:
             self._vectors.pop(ns, None)
+        live = self._search_indexes.get(ns, {})
+        texts = self._fulltext.get(ns, {})
+        for name in [n for n in texts if n not in live]:
+            del texts[name]
 
     def _forget_namespace(self, ns: Namespace) -> None:
         self._search_indexes.pop(ns, None)
         self._vectors.pop(ns, None)
+        self._fulltext.pop(ns, None)
 
     # ------------------------------------------------------------------ writes
 
@@ -474,10 +484,29 @@ class Backend:
         if not isinstance(pipeline, list):
             raise CommandError("'pipeline' option must be specified as an array", 14)
         coll = self._coll(db, target)
+        out = self._run_pipeline(db, coll, pipeline)
+        for doc in out:
+            if isinstance(doc, dict):
+                for hidden in fusion.HIDDEN_FIELDS:
+                    doc.pop(hidden, None)
+        if any("$out" in s or "$merge" in s for s in pipeline if isinstance(s, dict)):
+            for s in pipeline:
+                target_name = s.get("$out")
+                if isinstance(target_name, str) and self._tracked((db, target_name)):
+                    self._vectors.pop((db, target_name), None)
+                    self._fulltext.pop((db, target_name), None)
+                    self._refresh_vector_stores((db, target_name))
+        cursor_opts = cmd.get("cursor") or {}
+        return self._cursor_reply(f"{db}.{coll.name}", out, cursor_opts.get("batchSize"))
+
+    def _run_pipeline(self, db: str, coll: MockCollection, pipeline: list[Any]) -> list[dict[str, Any]]:
+        """Documents out of ``pipeline`` (hidden meta fields kept, for an enclosing fusion stage)."""
         for i, stage in enumerate(pipeline):
             if not isinstance(stage, dict) or len(stage) != 1:
                 raise CommandError("A pipeline stage specification object must contain exactly one field.", 40323)
             name = next(iter(stage))
+            if name in _MIN_VERSION and _version(self.server_version) < _MIN_VERSION[name]:
+                raise CommandError(f"Unrecognized pipeline stage name: '{name}'", 40324)
             if i > 0 and name in ("$vectorSearch", "$listSearchIndexes", "$search", "$searchMeta"):
                 # Server message for $vectorSearch/$search outside position 0.
                 raise CommandError(f"{name} is only valid as the first stage in a pipeline", 40602)
@@ -486,10 +515,18 @@ class Backend:
         docs: list[dict[str, Any]]
         if first == "$vectorSearch":
             docs = self._vector_search(db, coll, pipeline[0]["$vectorSearch"])
+            for d in docs:
+                d[fusion.SCORE_FIELD] = d[SCORE_FIELD]
         elif first == "$listSearchIndexes":
             docs = self._list_search_indexes(db, coll, pipeline[0]["$listSearchIndexes"])
-        elif first in ("$search", "$searchMeta"):
-            raise CommandError(f"{first} (full-text search) is not supported by the leaf-mongo emulator", 238)
+        elif first == "$search":
+            docs = fulltext.run_search(pipeline[0]["$search"], self._text_index, db, coll)
+        elif first == "$searchMeta":
+            raise CommandError("$searchMeta is not supported by the leaf-mongo emulator", 238)
+        elif first == "$rankFusion":
+            docs = fusion.rank_fusion(pipeline[0]["$rankFusion"], lambda p: self._run_pipeline(db, coll, p))
+        elif first == "$scoreFusion":
+            docs = fusion.score_fusion(pipeline[0]["$scoreFusion"], lambda p: self._run_pipeline(db, coll, p))
         elif first == "$match":
             spec = mm_helpers.patch_datetime_awareness_in_document(pipeline[0]["$match"])
             docs = [copy.deepcopy(d) for d in coll._iter_documents(spec)]
@@ -497,18 +534,21 @@ class Backend:
             docs = [copy.deepcopy(d) for d in coll._store._documents.values()]
             rest = pipeline
         rest = [out_stage for s in rest for out_stage in _rewrite_stage(s)]
-        out = list(process_pipeline(docs, self._client[db], rest, None))
-        for doc in out:
-            if isinstance(doc, dict):
-                doc.pop(SCORE_FIELD, None)
-        if any("$out" in s or "$merge" in s for s in rest):
-            for s in rest:
-                target_name = s.get("$out")
-                if isinstance(target_name, str) and self._tracked((db, target_name)):
-                    self._vectors.pop((db, target_name), None)
-                    self._refresh_vector_stores((db, target_name))
-        cursor_opts = cmd.get("cursor") or {}
-        return self._cursor_reply(f"{db}.{coll.name}", out, cursor_opts.get("batchSize"))
+        return list(process_pipeline(docs, self._client[db], rest, None))
+
+    def _text_index(self, db: str, coll: MockCollection, name: str) -> fulltext.FullTextIndex | None:
+        """The full-text store of a queryable ``search`` index (None: no such index), current with its data."""
+        idx = self._search_indexes.get((db, coll.name), {}).get(name)
+        if idx is None or idx.type != "search":
+            return None
+        if not idx.queryable:
+            raise CommandError(f"cannot query search index {name} while in state {idx.internal_state}", 8)
+        stores = self._fulltext.setdefault((db, coll.name), {})
+        store = stores.get(name)
+        if store is None or store.stale or store.definition != idx.active_normalized:
+            assert idx.active_normalized is not None
+            store = stores[name] = fulltext.FullTextIndex(idx.active_normalized, coll._store._documents)
+        return store
 
     # ------------------------------------------------------------------ collections / databases
 
@@ -552,6 +592,8 @@ class Backend:
             self._forget_namespace(ns)
         for ns in [ns for ns in self._vectors if ns[0] == db]:
             self._vectors.pop(ns, None)
+        for ns in [ns for ns in self._fulltext if ns[0] == db]:
+            self._fulltext.pop(ns, None)
         self._client.drop_database(db)
         return {"dropped": db}
 
@@ -837,11 +879,19 @@ def _write_error(exc: Exception) -> dict[str, Any]:
     return {"code": 2, "errmsg": f"{type(exc).__name__}: {exc}"}
 
 
+_MIN_VERSION = {"$rankFusion": (8, 1, 0), "$scoreFusion": (8, 2, 0)}
+
+
+def _version(text: str) -> tuple[int, int, int]:
+    parts = [int(p) for p in text.split("-")[0].split(".")[:3] if p.isdigit()]
+    return (parts + [0, 0, 0])[0], (parts + [0, 0, 0])[1], (parts + [0, 0, 0])[2]
+
+
 def _rewrite_meta(value: Any) -> Any:
-    """Replace ``{$meta: "vectorSearchScore"}`` by a reference to the hidden score field."""
+    """Replace ``{$meta: "<score kind>"}`` by a reference to its hidden field."""
     if isinstance(value, dict):
-        if len(value) == 1 and value.get("$meta") == "vectorSearchScore":
-            return "$" + SCORE_FIELD
+        if len(value) == 1 and value.get("$meta") in fusion.META_FIELDS:
+            return "$" + fusion.META_FIELDS[value["$meta"]]
         return {k: _rewrite_meta(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_rewrite_meta(v) for v in value]
