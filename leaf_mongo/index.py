@@ -1,4 +1,4 @@
-"""The ``vectorSearch`` index: its definition derived from the spec, and ensuring/waiting on it.
+"""The ``vectorSearch`` and ``search`` indexes: definitions derived from the spec, ensuring/waiting on them.
 
 Index status on MongoDB Community lags (mongot refreshes ``$listSearchIndexes`` every 30 s), and a FAILED
 index would otherwise be waited on forever, so waiting is done against a deadline and fails clearly.
@@ -38,6 +38,42 @@ def vector_index_definition(spec: VectorSpec) -> dict[str, Any]:
     if hnsw:
         vector["hnswOptions"] = hnsw
     return {"fields": [vector, *({"type": "filter", "path": f} for f in spec.filter_fields)]}
+
+
+FILTER_TYPES = ("token", "number", "boolean", "date", "objectId")  # a filter field may hold any of these
+
+
+def fulltext_index_definition(spec: VectorSpec) -> dict[str, Any]:
+    """The ``search`` definition for ``spec``: its full-text paths as ``string`` (one analyzer), and its
+    filter fields under every type ``equals``/``in``/``range`` may compare (the hybrid pre-filter)."""
+    fields: dict[str, Any] = {}
+    for path in spec.fulltext_fields:
+        fields[path] = [{"type": "string", "analyzer": spec.fulltext_analyzer}]
+    for path in spec.filter_fields:
+        fields.setdefault(path, []).extend({"type": t} for t in FILTER_TYPES)
+    mapped = {p: (v[0] if len(v) == 1 else v) for p, v in fields.items()}
+    return {"mappings": {"dynamic": False, "fields": mapped}}
+
+
+def ensure_fulltext_index(collection: Collection[Any], name: str, spec: VectorSpec) -> EnsureAction:
+    """Create the ``search`` index if missing, update it in place when its definition differs."""
+    wanted = fulltext_index_definition(spec)
+    existing = get_search_index(collection, name)
+    try:
+        if existing is None:
+            collection.create_search_index(SearchIndexModel(definition=wanted, name=name, type="search"))
+            return "created"
+        if existing.get("type", "search") != "search":
+            raise SearchIndexError(
+                f"search index {name!r} on {collection.full_name} exists but is of type {existing.get('type')!r}, "
+                "not search; choose another LEAF_MONGO_FULLTEXT_INDEX_NAME"
+            )
+        if (existing.get("latestDefinition") or {}).get("mappings") == wanted["mappings"]:
+            return "unchanged"
+        collection.update_search_index(name, wanted)
+        return "updated"
+    except OperationFailure as exc:
+        raise server_error(exc, f"creating search index {name!r} on {collection.full_name}") from None
 
 
 def definitions_match(wanted: dict[str, Any], existing: dict[str, Any] | None) -> bool:
@@ -126,3 +162,6 @@ def wait_for_vector_index(
                 "MongoDB Community refreshes index status only every 30 s: raise LEAF_MONGO_INDEX_WAIT_SECONDS"
             )
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
+wait_for_search_index = wait_for_vector_index  # the lifecycle is the same for both index types
