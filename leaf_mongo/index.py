@@ -7,7 +7,7 @@ index would otherwise be waited on forever, so waiting is done against a deadlin
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pymongo.collection import Collection
@@ -15,7 +15,7 @@ from pymongo.errors import OperationFailure
 from pymongo.operations import SearchIndexModel
 
 from leaf_mongo.connection import server_error
-from leaf_mongo.errors import SearchIndexError
+from leaf_mongo.errors import SearchIndexError, SpecMismatchError
 from leaf_mongo.spec import VectorSpec
 
 EnsureAction = Literal["created", "updated", "unchanged"]
@@ -165,3 +165,64 @@ def wait_for_vector_index(
 
 
 wait_for_search_index = wait_for_vector_index  # the lifecycle is the same for both index types
+
+
+def check_vector_index(index: Mapping[str, Any] | None, name: str, spec: VectorSpec, where: str) -> None:
+    """The named index must exist and index the spec's vector field at the spec's dimensions."""
+    if index is None:
+        raise SearchIndexError(
+            f"collection {where} has no search index named {name!r} (the server would answer every query "
+            "with nothing); check LEAF_MONGO_INDEX_NAME or run ingest to create it"
+        )
+    if index.get("type", "vectorSearch") != "vectorSearch":
+        raise SearchIndexError(f"search index {name!r} on {where} is of type {index.get('type')!r}, not vectorSearch")
+    definition = index.get("latestDefinition") or index.get("definition") or {}
+    vector = next(
+        (
+            f
+            for f in definition.get("fields", [])
+            if f.get("type") == "vector" and f.get("path") == spec.embedding_field
+        ),
+        None,
+    )
+    if vector is None:
+        raise SpecMismatchError(
+            f"search index {name!r} on {where} does not index {spec.embedding_field!r} as a vector field"
+        )
+    if vector.get("numDimensions") not in (None, spec.dimensions):
+        raise SpecMismatchError(
+            f"search index {name!r} on {where} has numDimensions {vector.get('numDimensions')} but the stored "
+            f"spec has {spec.dimensions}: re-run ingest to update the index"
+        )
+
+
+def check_fulltext_index(index: Mapping[str, Any] | None, name: str, spec: VectorSpec, where: str) -> None:
+    """The spec has full-text paths and the named ``search`` index maps every one of them as string."""
+    if not spec.fulltext_fields:
+        raise SpecMismatchError(
+            f"collection {where} was ingested without a full-text index (LEAF_MONGO_FULLTEXT=false / "
+            "--no-fulltext): re-run ingest with full text on (the default) to add it; the vectors are kept"
+        )
+    if index is None:
+        raise SearchIndexError(
+            f"collection {where} has no search index named {name!r} for full text (the server would answer "
+            "every query with nothing); check LEAF_MONGO_FULLTEXT_INDEX_NAME or re-run ingest to create it"
+        )
+    if index.get("type") != "search":
+        raise SearchIndexError(f"search index {name!r} on {where} is of type {index.get('type')!r}, not search")
+    definition = index.get("latestDefinition") or index.get("definition") or {}
+    fields = (definition.get("mappings") or {}).get("fields") or {}
+    dynamic = (definition.get("mappings") or {}).get("dynamic") is True
+
+    def is_string(value: Any) -> bool:
+        return any(
+            isinstance(v, Mapping) and v.get("type") == "string"
+            for v in (value if isinstance(value, list) else [value])
+        )
+
+    missing = [p for p in spec.fulltext_fields if not dynamic and not is_string(fields.get(p))]
+    if missing:
+        raise SpecMismatchError(
+            f"search index {name!r} on {where} does not index {', '.join(missing)} as string: re-run ingest to "
+            "update the index"
+        )

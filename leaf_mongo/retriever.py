@@ -26,19 +26,19 @@ from pymongo.errors import OperationFailure, PyMongoError
 from leaf_mongo import pipelines as pl
 from leaf_mongo.embeddings import encode_lock
 from leaf_mongo.encoders import QueryMode, VectorEncoder
-from leaf_mongo.errors import LeafMongoError, SearchIndexError, ServerError, SpecMismatchError
+from leaf_mongo.errors import LeafMongoError, ServerError, SpecMismatchError
 from leaf_mongo.filters import (  # noqa: F401 - re-exported: the filter API predates leaf_mongo.filters
     ALLOWED_OPERATORS,
     check_filter_operators,
     filter_fields_used,
     validate_pre_filter,
 )
+from leaf_mongo.index import check_fulltext_index, check_vector_index
 from leaf_mongo.pipelines import MAX_NUM_CANDIDATES, num_candidates_for
-from leaf_mongo.results import to_document
+from leaf_mongo.results import rescore_field, rescored, to_document
 from leaf_mongo.settings import Dtype, Fusion, SearchMode
 from leaf_mongo.spec import VectorSpec
 from leaf_mongo.spec_store import aload_spec, load_spec
-from leaf_mongo.vectors import from_binary, truncate_normalize
 
 if TYPE_CHECKING:
     from leaf_mongo.settings import LeafMongoSettings
@@ -343,7 +343,7 @@ class LeafRetriever(BaseRetriever):
         except SpecMismatchError as exc:
             raise SpecMismatchError(f"cannot query {where}: {exc}") from None
         if self.rescore:
-            _rescore_field(spec, where)
+            rescore_field(spec, where)
         if self.pre_filter is not None:
             validate_pre_filter(self.pre_filter, spec.filter_fields, where)
         indexes = {str(e.get("name")): dict(e) for e in entries}
@@ -356,10 +356,10 @@ class LeafRetriever(BaseRetriever):
         if mode in state.checked:
             return
         if mode in ("vector", "hybrid"):
-            _check_index(state.indexes.get(self.index_name), self.index_name, state.spec, state.where)
+            check_vector_index(state.indexes.get(self.index_name), self.index_name, state.spec, state.where)
         if mode in ("fulltext", "hybrid"):
             name = self.fulltext_index_name
-            _check_fulltext_index(state.indexes.get(name), name, state.spec, state.where)
+            check_fulltext_index(state.indexes.get(name), name, state.spec, state.where)
         if self.rescore and mode != "vector":
             raise LeafMongoError(f"rescore applies to vector search only, not to search_mode={mode!r}")
         state.checked.add(mode)
@@ -430,10 +430,10 @@ class LeafRetriever(BaseRetriever):
                 score_threshold=call.score_threshold,
                 post=call.post_filter_pipeline,
             )
-        rescore_field = _rescore_field(spec, state.where) if self.rescore else None
+        keep = rescore_field(spec, state.where) if self.rescore else None
         limit = call.k
         num_candidates = call.num_candidates
-        if rescore_field is not None:
+        if keep is not None:
             limit = max(call.k, min(self.rescore_candidates or call.num_candidates, MAX_NUM_CANDIDATES))
             num_candidates = max(num_candidates, limit)
         return pl.vector_pipeline(
@@ -444,9 +444,9 @@ class LeafRetriever(BaseRetriever):
             num_candidates=num_candidates,
             exact=call.exact,
             pre_filter=call.pre_filter,
-            score_threshold=call.score_threshold if rescore_field is None else None,
+            score_threshold=call.score_threshold if keep is None else None,
             post=call.post_filter_pipeline,
-            keep=rescore_field,
+            keep=keep,
         )
 
     def side_pipelines(self, state: _QueryState, query_vector: Any, call: _Call, query: str) -> dict[str, Any]:
@@ -484,7 +484,7 @@ class LeafRetriever(BaseRetriever):
         self, state: _QueryState, raw: list[dict[str, Any]], emb: np.ndarray | None, call: _Call
     ) -> list[Document]:
         if self.rescore and emb is not None and call.search_mode == "vector":
-            raw = _rescored(raw, emb, _rescore_field(state.spec, state.where), call)
+            raw = rescored(raw, emb, rescore_field(state.spec, state.where), call)
         return [to_document(doc, state.spec) for doc in raw]
 
     def _get_relevant_documents(
@@ -553,97 +553,3 @@ def _server_error(exc: PyMongoError, action: str) -> ServerError:
     from leaf_mongo.connection import server_error
 
     return server_error(exc, action)
-
-
-def _check_fulltext_index(index: Mapping[str, Any] | None, name: str, spec: VectorSpec, where: str) -> None:
-    """The spec has full-text paths and the named ``search`` index maps every one of them as string."""
-    if not spec.fulltext_fields:
-        raise SpecMismatchError(
-            f"collection {where} was ingested without a full-text index (LEAF_MONGO_FULLTEXT=false / "
-            "--no-fulltext): re-run ingest with full text on (the default) to add it; the vectors are kept"
-        )
-    if index is None:
-        raise SearchIndexError(
-            f"collection {where} has no search index named {name!r} for full text (the server would answer "
-            "every query with nothing); check LEAF_MONGO_FULLTEXT_INDEX_NAME or re-run ingest to create it"
-        )
-    if index.get("type") != "search":
-        raise SearchIndexError(f"search index {name!r} on {where} is of type {index.get('type')!r}, not search")
-    definition = index.get("latestDefinition") or index.get("definition") or {}
-    fields = (definition.get("mappings") or {}).get("fields") or {}
-    dynamic = (definition.get("mappings") or {}).get("dynamic") is True
-
-    def is_string(value: Any) -> bool:
-        return any(
-            isinstance(v, Mapping) and v.get("type") == "string"
-            for v in (value if isinstance(value, list) else [value])
-        )
-
-    missing = [p for p in spec.fulltext_fields if not dynamic and not is_string(fields.get(p))]
-    if missing:
-        raise SpecMismatchError(
-            f"search index {name!r} on {where} does not index {', '.join(missing)} as string: re-run ingest to "
-            "update the index"
-        )
-
-
-def _check_index(index: Mapping[str, Any] | None, name: str, spec: VectorSpec, where: str) -> None:
-    """The named index must exist and index the spec's vector field at the spec's dimensions."""
-    if index is None:
-        raise SearchIndexError(
-            f"collection {where} has no search index named {name!r} (the server would answer every query "
-            "with nothing); check LEAF_MONGO_INDEX_NAME or run ingest to create it"
-        )
-    if index.get("type", "vectorSearch") != "vectorSearch":
-        raise SearchIndexError(f"search index {name!r} on {where} is of type {index.get('type')!r}, not vectorSearch")
-    definition = index.get("latestDefinition") or index.get("definition") or {}
-    vector = next(
-        (
-            f
-            for f in definition.get("fields", [])
-            if f.get("type") == "vector" and f.get("path") == spec.embedding_field
-        ),
-        None,
-    )
-    if vector is None:
-        raise SpecMismatchError(
-            f"search index {name!r} on {where} does not index {spec.embedding_field!r} as a vector field"
-        )
-    if vector.get("numDimensions") not in (None, spec.dimensions):
-        raise SpecMismatchError(
-            f"search index {name!r} on {where} has numDimensions {vector.get('numDimensions')} but the stored "
-            f"spec has {spec.dimensions}: re-run ingest to update the index"
-        )
-
-
-def _rescore_field(spec: VectorSpec, where: str) -> str:
-    """The field holding float vectors to rescore with."""
-    if spec.full_precision_field:
-        return spec.full_precision_field
-    if spec.dtype == "float32":
-        return spec.embedding_field  # float storage, e.g. under automatic quantization
-    raise SpecMismatchError(
-        f"cannot rescore {where}: its {spec.dtype} vectors were stored without full-precision copies; "
-        "re-ingest with LEAF_MONGO_STORE_FULL_PRECISION=true, or query without rescore"
-    )
-
-
-def _rescored(raw: list[dict[str, Any]], emb: np.ndarray, field: str, call: _Call) -> list[dict[str, Any]]:
-    """Re-rank candidates by exact cosine with the float query; candidates lacking a vector go last."""
-    with_vec = [d for d in raw if d.get(field) is not None]
-    without = [d for d in raw if d.get(field) is None]
-    if with_vec:
-        matrix = np.stack([from_binary(d[field]).astype(np.float32, copy=False) for d in with_vec])
-        if matrix.shape[1] != emb.shape[0]:
-            matrix = truncate_normalize(matrix, emb.shape[0])
-        sims = matrix @ emb.astype(np.float32)
-        for doc, sim in zip(with_vec, sims.tolist(), strict=True):
-            doc["search_score"] = doc.get("score")
-            doc["score"] = float((1.0 + sim) / 2.0)
-        with_vec.sort(key=lambda d: d["score"], reverse=True)
-    ranked = with_vec + without
-    if call.score_threshold is not None:
-        ranked = [d for d in ranked if (d.get("score") or 0.0) >= call.score_threshold]
-    for doc in ranked:
-        doc.pop(field, None)
-    return ranked[: call.k]

@@ -520,7 +520,9 @@ class Backend:
         elif first == "$listSearchIndexes":
             docs = self._list_search_indexes(db, coll, pipeline[0]["$listSearchIndexes"])
         elif first == "$search":
-            docs = fulltext.run_search(pipeline[0]["$search"], self._text_index, db, coll)
+            ahead = pipeline[1].get("$limit") if len(pipeline) > 1 and isinstance(pipeline[1], dict) else None
+            limit = int(ahead) if ahead is not None and _is_int(ahead) and ahead > 0 else None  # what $limit keeps
+            docs = fulltext.run_search(pipeline[0]["$search"], self._text_index, db, coll, limit)
         elif first == "$searchMeta":
             raise CommandError("$searchMeta is not supported by the leaf-mongo emulator", 238)
         elif first == "$rankFusion":

@@ -643,6 +643,7 @@ def run_search(
     index_for: Callable[[str, Any, str], FullTextIndex | None],
     db: str,
     coll: Any,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """The documents of a ``$search`` stage, best first, with their score (and details) in hidden fields."""
     import copy
@@ -676,7 +677,7 @@ def run_search(
     hits = store.search({op: spec[op]}, details)
     docs = coll._store._documents
     out = []
-    for key, score, expl in hits:
+    for key, score, expl in hits[:limit] if limit else hits:
         stored = docs.get(key)
         if stored is None:
             continue
