@@ -255,7 +255,8 @@ class FullTextIndex:
         doc_id = self._ids.get(key)
         if doc_id is None:
             return
-        self._writer.delete_documents_by_term("__id", doc_id)
+        # by query: the term variant does not match a u64 value given as a Python int (tantivy-py 0.27)
+        self._writer.delete_documents_by_query(tantivy.Query.term_query(self.schema, "__id", doc_id))
         if forget:
             del self._ids[key]
             del self._keys[doc_id]
