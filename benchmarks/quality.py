@@ -70,6 +70,7 @@ def main() -> int:
     ap.add_argument("--dtypes", default="float32,int8,binary")
     ap.add_argument("--quantizations", default="none")
     ap.add_argument("--int8-range", default="calibrate", help="calibrate | profile | MIN,MAX")
+    ap.add_argument("--fulltext-analyzer", default="lucene.standard", help="analyzer of the search index")
     ap.add_argument("--weights", default="1:1", help="hybrid modes: VECTOR:FULLTEXT pairs, e.g. 1:1,2:1")
     ap.add_argument("--max-queries", type=int, default=None)
     ap.add_argument("--sample-docs", type=int, default=None)
@@ -85,6 +86,7 @@ def main() -> int:
         teacher_model=args.teacher_model,
         leaf_model=leaf,
         query_prompt=args.query_prompt,
+        fulltext_analyzer=args.fulltext_analyzer,
         embedding_cache=os.environ.get("LEAF_MONGO_EMBEDDING_CACHE") or DEFAULT_CACHE,
     )
     int8: Any = None
@@ -138,6 +140,7 @@ def main() -> int:
             "query_prompt": args.query_prompt,
             "chunk_size": settings.chunk_size,
             "chunk_overlap": settings.chunk_overlap,
+            "fulltext_analyzer": settings.fulltext_analyzer,
             "int8_range": args.int8_range,
             "doc_score": "best chunk",
             "max_queries": args.max_queries,

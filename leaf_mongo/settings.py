@@ -13,6 +13,7 @@ Dtype = Literal["float32", "int8", "binary"]
 Quantization = Literal["none", "scalar", "binary"]
 Similarity = Literal["cosine", "dotProduct", "euclidean"]
 SearchMode = Literal["vector", "fulltext", "hybrid"]
+FulltextAnalyzer = Literal["lucene.standard", "lucene.english", "lucene.simple", "lucene.whitespace"]
 Fusion = Literal["native", "client"]
 
 
@@ -67,6 +68,9 @@ class LeafMongoSettings(BaseSettings):
     index_wait_seconds: float = Field(180.0, gt=0, description="Deadline for the index to become queryable")
     fulltext: bool = Field(True, description="Also maintain a full-text (search) index over text, title, headings")
     fulltext_index_name: str = Field("leaf_fulltext_index", min_length=1)
+    fulltext_analyzer: FulltextAnalyzer = Field(
+        "lucene.standard", description="Analyzer of the full-text fields (lucene.english stems and drops stopwords)"
+    )
 
     # Query
     k: int = Field(4, ge=1, le=10_000)

@@ -194,4 +194,5 @@ def spec_from_settings(settings: LeafMongoSettings, full_dimensions: int | None 
         hnsw_max_edges=settings.hnsw_max_edges,
         hnsw_num_edge_candidates=settings.hnsw_num_edge_candidates,
         fulltext_fields=FULLTEXT_FIELDS if settings.fulltext else (),
+        fulltext_analyzer=settings.fulltext_analyzer,
     )
