@@ -499,8 +499,14 @@ class Backend:
         cursor_opts = cmd.get("cursor") or {}
         return self._cursor_reply(f"{db}.{coll.name}", out, cursor_opts.get("batchSize"))
 
-    def _run_pipeline(self, db: str, coll: MockCollection, pipeline: list[Any]) -> list[dict[str, Any]]:
-        """Documents out of ``pipeline`` (hidden meta fields kept, for an enclosing fusion stage)."""
+    def _run_pipeline(
+        self, db: str, coll: MockCollection, pipeline: list[Any], copy_docs: bool = True
+    ) -> list[dict[str, Any]]:
+        """Documents out of ``pipeline`` (hidden meta fields kept, for an enclosing fusion stage).
+
+        ``copy_docs=False`` (fusion input pipelines, whose stages only select and order) hands stored
+        documents over without copying; the fusion stage copies the ones it outputs.
+        """
         for i, stage in enumerate(pipeline):
             if not isinstance(stage, dict) or len(stage) != 1:
                 raise CommandError("A pipeline stage specification object must contain exactly one field.", 40323)
@@ -514,7 +520,7 @@ class Backend:
         rest = pipeline[1:]
         docs: list[dict[str, Any]]
         if first == "$vectorSearch":
-            docs = self._vector_search(db, coll, pipeline[0]["$vectorSearch"])
+            docs = self._vector_search(db, coll, pipeline[0]["$vectorSearch"], copy_docs)
             for d in docs:
                 d[fusion.SCORE_FIELD] = d[SCORE_FIELD]
         elif first == "$listSearchIndexes":
@@ -522,13 +528,20 @@ class Backend:
         elif first == "$search":
             ahead = pipeline[1].get("$limit") if len(pipeline) > 1 and isinstance(pipeline[1], dict) else None
             limit = int(ahead) if ahead is not None and _is_int(ahead) and ahead > 0 else None  # what $limit keeps
-            docs = fulltext.run_search(pipeline[0]["$search"], self._text_index, db, coll, limit)
+            docs = fulltext.run_search(pipeline[0]["$search"], self._text_index, db, coll, limit, copy_docs)
         elif first == "$searchMeta":
             raise CommandError("$searchMeta is not supported by the leaf-mongo emulator", 238)
         elif first == "$rankFusion":
-            docs = fusion.rank_fusion(pipeline[0]["$rankFusion"], lambda p: self._run_pipeline(db, coll, p))
+            ahead = pipeline[1].get("$limit") if len(pipeline) > 1 and isinstance(pipeline[1], dict) else None
+            docs = fusion.rank_fusion(
+                pipeline[0]["$rankFusion"],
+                lambda p: self._run_pipeline(db, coll, p, copy_docs=False),
+                int(ahead) if ahead is not None and _is_int(ahead) and ahead > 0 else None,
+            )
         elif first == "$scoreFusion":
-            docs = fusion.score_fusion(pipeline[0]["$scoreFusion"], lambda p: self._run_pipeline(db, coll, p))
+            docs = fusion.score_fusion(
+                pipeline[0]["$scoreFusion"], lambda p: self._run_pipeline(db, coll, p, copy_docs=False)
+            )
         elif first == "$match":
             spec = mm_helpers.patch_datetime_awareness_in_document(pipeline[0]["$match"])
             docs = [copy.deepcopy(d) for d in coll._iter_documents(spec)]
@@ -763,7 +776,7 @@ class Backend:
 
     # ------------------------------------------------------------------ $vectorSearch
 
-    def _vector_search(self, db: str, coll: MockCollection, spec: Any) -> list[dict[str, Any]]:
+    def _vector_search(self, db: str, coll: MockCollection, spec: Any, copy_docs: bool = True) -> list[dict[str, Any]]:
         if not isinstance(spec, dict):
             raise CommandError("$vectorSearch must take a nested object", 9)
         for key in spec:
@@ -834,7 +847,7 @@ class Backend:
             allowed = {key for key, doc in docs.items() if filter_applies(spec_f, doc)}
         out: list[dict[str, Any]] = []
         for key, score in top_k(scores, matrix.keys, limit, allowed):
-            doc = copy.deepcopy(docs[key])
+            doc = fulltext.copy_doc(docs[key]) if copy_docs else dict(docs[key])
             doc[SCORE_FIELD] = score
             out.append(doc)
         return out

@@ -21,6 +21,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from bson import ObjectId, encode
+
 from leaf_mongo.testing.errors import CommandError
 
 RANK_CONSTANT = 60  # "reciprocal rank fusion ... 1 / (60 + rank)"
@@ -132,17 +134,24 @@ def _first_by_id(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _id_key(value: Any) -> Any:
-    from bson import encode
-
-    return encode({"v": value})
+    """A hashable key equal for equal ``_id`` values (type-tagged: 1 and "1" differ, as in BSON)."""
+    if isinstance(value, (str, int, float, bytes, ObjectId)) and not isinstance(value, bool):
+        return (type(value).__name__, value)
+    return ("bson", encode({"v": value}))
 
 
 def _clean(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if k not in HIDDEN_FIELDS}
+    """The output copy of a document (input pipelines hand over stored documents uncopied)."""
+    from leaf_mongo.testing.fulltext import copy_doc
+
+    return {k: copy_doc(v) for k, v in doc.items() if k not in HIDDEN_FIELDS}
 
 
-def rank_fusion(spec: Any, run: RunPipeline) -> list[dict[str, Any]]:
-    """Documents of ``$rankFusion``, best first, with the score and details in the hidden meta fields."""
+def rank_fusion(spec: Any, run: RunPipeline, limit: int | None = None) -> list[dict[str, Any]]:
+    """Documents of ``$rankFusion``, best first, with the score and details in the hidden meta fields.
+
+    ``limit`` (a ``$limit`` right after the stage) only saves building documents that would be dropped.
+    """
     _check_keys(spec if isinstance(spec, Mapping) else {}, {"input", "combination", "scoreDetails"}, "$rankFusion")
     pipelines = _pipelines("$rankFusion", spec, {"pipelines"})
     weights, _ = _weights("$rankFusion", spec, list(pipelines), set())
@@ -161,23 +170,15 @@ def rank_fusion(spec: Any, run: RunPipeline) -> list[dict[str, Any]]:
             key = _id_key(doc.get("_id"))
             entry = fused.get(key)
             if entry is None:
-                entry = fused[key] = {"doc": _clean(doc), "score": 0.0, "per": {}}
+                entry = fused[key] = {"doc": doc, "score": 0.0, "per": {}}
                 order.append(key)
-            contribution = weights[name] * (1.0 / (RANK_CONSTANT + rank))
-            entry["score"] += contribution
-            pipeline_score = doc.get(SCORE_FIELD)
-            entry["per"][name] = {
-                "inputPipelineName": name,
-                "rank": rank,
-                "weight": weights[name],
-                **({"value": pipeline_score} if pipeline_score is not None else {}),
-                "details": [doc[SEARCH_DETAILS_FIELD]] if doc.get(SEARCH_DETAILS_FIELD) else [],
-            }
+            entry["score"] += weights[name] * (1.0 / (RANK_CONSTANT + rank))
+            entry["per"][name] = (rank, doc)
     ranked = sorted(order, key=lambda k: -fused[k]["score"])
     out = []
-    for key in ranked:
+    for key in ranked[:limit] if limit else ranked:
         entry = fused[key]
-        doc = entry["doc"]
+        doc = _clean(entry["doc"])
         doc[SCORE_FIELD] = entry["score"]
         if details:
             doc[SCORE_DETAILS_FIELD] = {
@@ -186,11 +187,21 @@ def rank_fusion(spec: Any, run: RunPipeline) -> list[dict[str, Any]]:
                     "value output by reciprocal rank fusion algorithm, computed as sum of (weight * (1 / (60 "
                     "+ rank))) across input pipelines from which this document is output, from:"
                 ),
-                "details": [
-                    entry["per"].get(n, {"inputPipelineName": n, "rank": 0, "weight": weights[n]}) for n in pipelines
-                ],
+                "details": [_rank_detail(n, weights[n], entry["per"].get(n)) for n in pipelines],
             }
         out.append(doc)
+    return out
+
+
+def _rank_detail(name: str, weight: float, hit: tuple[int, dict[str, Any]] | None) -> dict[str, Any]:
+    """One input pipeline's part of ``scoreDetails`` (rank 0: the pipeline did not return the document)."""
+    if hit is None:
+        return {"inputPipelineName": name, "rank": 0, "weight": weight}
+    rank, doc = hit
+    out: dict[str, Any] = {"inputPipelineName": name, "rank": rank, "weight": weight}
+    if doc.get(SCORE_FIELD) is not None:
+        out["value"] = doc[SCORE_FIELD]
+    out["details"] = [doc[SEARCH_DETAILS_FIELD]] if doc.get(SEARCH_DETAILS_FIELD) else []
     return out
 
 
