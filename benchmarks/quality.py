@@ -55,8 +55,8 @@ def _minilm() -> str:
 
 
 def _key(row: dict[str, Any]) -> tuple[Any, ...]:
-    keys = ("mode", "doc_model", "query_model", "dimensions", "dtype", "quantization")
-    return (*(row.get(k) for k in keys), tuple(row.get("weights") or ()))
+    keys = ("mode", "doc_model", "query_model", "query_backend", "dimensions", "dtype", "quantization")
+    return (*(row.get(k, "torch" if k == "query_backend" else None) for k in keys), tuple(row.get("weights") or ()))
 
 
 def main() -> int:
@@ -78,6 +78,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "quality.json")
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--merge", action="store_true", help="keep earlier rows this run does not redo")
+    ap.add_argument("--leaf-backend", default="torch", help="query-side backend (torch, onnx, onnx-int8, openvino...)")
+    ap.add_argument("--threads", type=int, default=None, help="onnx/openvino threads (default: the runtime's)")
     args = ap.parse_args()
 
     leaf = args.leaf_model or _minilm()
@@ -87,6 +89,8 @@ def main() -> int:
         leaf_model=leaf,
         query_prompt=args.query_prompt,
         fulltext_analyzer=args.fulltext_analyzer,
+        leaf_backend=args.leaf_backend,
+        backend_threads=args.threads,
         embedding_cache=os.environ.get("LEAF_MONGO_EMBEDDING_CACHE") or DEFAULT_CACHE,
     )
     int8: Any = None

@@ -232,6 +232,8 @@ class EvalResult:
     reason: str | None = None
     doc_model: str | None = None
     query_model: str | None = None
+    query_backend: str = "torch"
+    """Inference backend of the query side (``LEAF_MONGO_LEAF_BACKEND``): compare backends by running again."""
     similarity: str | None = None
     int8_range: tuple[float, float] | None = None
     bytes_per_vector: int | None = None
@@ -282,6 +284,7 @@ class EvalResult:
                 "index_bytes_per_vector": self.index_bytes_per_vector,
                 "doc_model": self.doc_model,
                 "query_model": self.query_model,
+                "query_backend": self.query_backend,
                 "similarity": self.similarity,
                 "int8_range": list(self.int8_range) if self.int8_range else None,
                 "chunks_per_query": self.chunks_per_query,
@@ -667,6 +670,9 @@ class _Grid:
 
         name = collection_name(self.data, spec, s)
         s = s.model_copy(update={"collection": name})
+        if all(p.mode != "asymmetric" for p in points):
+            # No leaf queries here (the leaf may not even fit this teacher): ingest would refuse a misfit leaf.
+            s = s.model_copy(update={"leaf_model": spec.teacher_model})
         self.emit("ingest_start", {"collection": name, "model": spec.teacher_model})
         report = ingest(
             [self.data.corpus_path], s, client=self.client, on_event=lambda e, d: self.emit(f"ingest_{e}", d)
@@ -691,6 +697,8 @@ class _Grid:
                 num_candidates_factor=s.num_candidates_factor,
                 post_filter_pipeline=[{"$project": {"record_id": 1, "score": 1}}],  # ids and scores suffice
                 device=s.device,
+                leaf_backend=s.leaf_backend,
+                backend_threads=s.backend_threads,
             )
             label = f"{p.mode} {spec.dimensions} {spec.dtype} {spec.quantization}"
             if p.weights:
@@ -713,6 +721,7 @@ class _Grid:
                 "hybrid_teacher": f"{spec.teacher_model} + BM25",
                 "hybrid": f"{spec.leaf_model} + BM25",
             }.get(p.mode, spec.leaf_model)
+            p.query_backend = s.leaf_backend
             p.similarity = spec.similarity
             p.int8_range = (spec.int8_min, spec.int8_max) if spec.dtype == "int8" else None
             p.bytes_per_vector = spec.bytes_per_vector

@@ -36,7 +36,7 @@ from leaf_mongo.filters import (  # noqa: F401 - re-exported: the filter API pre
 from leaf_mongo.index import check_fulltext_index, check_vector_index
 from leaf_mongo.pipelines import MAX_NUM_CANDIDATES, num_candidates_for
 from leaf_mongo.results import rescore_field, rescored, to_document
-from leaf_mongo.settings import Dtype, Fusion, SearchMode
+from leaf_mongo.settings import Backend, Dtype, Fusion, SearchMode
 from leaf_mongo.spec import VectorSpec
 from leaf_mongo.spec_store import aload_spec, load_spec
 
@@ -168,6 +168,12 @@ class LeafRetriever(BaseRetriever):
     dtype: Dtype | None = None
     """Expected stored dtype; a disagreement with the stored spec is an error."""
     device: str | None = None
+    query_prompt: str | None = None
+    """Explicit query prompt; default: the one recorded at ingest (a query model configured with another
+    prompt is refused unless this is set)."""
+    leaf_backend: Backend = "torch"
+    """Query-side inference: ``torch``, ``onnx``, ``onnx-int8``, ``openvino`` or ``openvino-int8``."""
+    backend_threads: int | None = None
     encode_in_thread: bool = True
     search_mode: SearchMode = "vector"
     fulltext_index_name: str = DEFAULT_FULLTEXT_INDEX_NAME
@@ -223,6 +229,9 @@ class LeafRetriever(BaseRetriever):
             "fulltext_weight": settings.fulltext_weight,
             "fusion": settings.fusion,
             "fusion_depth_factor": settings.fusion_depth_factor,
+            "query_prompt": settings.query_prompt,
+            "leaf_backend": settings.leaf_backend,
+            "backend_threads": settings.backend_threads,
         }
         args.update(kwargs)
         retriever = cls(**args)
@@ -337,7 +346,14 @@ class LeafRetriever(BaseRetriever):
         query_spec = spec
         if self.leaf_model and self.leaf_model != spec.leaf_model:
             query_spec = spec.model_copy(update={"leaf_model": self.leaf_model})
-        encoder = VectorEncoder(query_spec, query_mode=self.query_mode, device=self.device)
+        encoder = VectorEncoder(
+            query_spec,
+            query_mode=self.query_mode,
+            device=self.device,
+            leaf_backend=self.leaf_backend,
+            query_prompt=self.query_prompt,
+            threads=self.backend_threads,
+        )
         try:
             encoder.check_query_model()
         except SpecMismatchError as exc:

@@ -113,6 +113,9 @@ def ingest_command(
         "--fulltext/--no-fulltext",
         help="Also maintain a full-text search index over text, title, headings (env LEAF_MONGO_FULLTEXT; default on)",
     ),
+    teacher_backend: str | None = typer.Option(
+        None, "--teacher-backend", help="Document encoding: torch, onnx, onnx-int8, openvino, openvino-int8"
+    ),
     debug: bool = DebugOpt,
 ) -> None:
     """Chunk files, embed them with the teacher, and write them to MongoDB with a vectorSearch index
@@ -136,6 +139,7 @@ def ingest_command(
         similarity=similarity,
         batch_size=batch_size,
         fulltext=fulltext,
+        teacher_backend=teacher_backend,
     )
     if not as_json:
         console.print(

@@ -83,6 +83,11 @@ def search_command(
     collection: str | None = CollectionOpt,
     index_name: str | None = IndexOpt,
     leaf_model: str | None = LeafOpt,
+    leaf_backend: str | None = typer.Option(
+        None,
+        "--leaf-backend",
+        help="Query encoding: torch, onnx, onnx-int8, openvino, openvino-int8 (env LEAF_MONGO_LEAF_BACKEND)",
+    ),
     debug: bool = DebugOpt,
 ) -> None:
     """Encode the question with the leaf model and run $vectorSearch (or $search, or both fused).
@@ -103,6 +108,7 @@ def search_command(
         vector_weight=vector_weight,
         fulltext_weight=fulltext_weight,
         fusion=fusion,
+        leaf_backend=leaf_backend,
     )
     retriever = LeafRetriever.from_settings(
         settings,
