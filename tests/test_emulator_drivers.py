@@ -22,6 +22,7 @@ from bson.binary import Binary, BinaryVectorDtype
 from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.database import Database
+from pymongo.errors import OperationFailure
 from pymongo.operations import SearchIndexModel
 
 from leaf_mongo.testing import MongoEmulator, wait_for_search_index, wait_until_searchable
@@ -225,3 +226,17 @@ def test_large_message_is_received_quickly(database: Database) -> None:
     database.big.insert_one({"_id": 1, "blob": blob})
     assert time.perf_counter() - start < 5.0
     assert len(database.big.find_one({"_id": 1})["blob"]) == len(blob)
+
+
+def test_transactions_are_refused_as_an_emulator_limitation(database: Database, mongo_emulator: Any) -> None:
+    # Emulator-only: a replica set accepts transactions; the emulator must refuse them plainly, not run
+    # the writes outside a transaction (leaf_mongo/testing/README.md, limitations).
+    if mongo_emulator is None:
+        pytest.skip("emulator-only: checks an emulator limitation")
+    database.create_collection("tx")
+    with database.client.start_session() as session:
+        session.start_transaction()
+        with pytest.raises(OperationFailure, match="emulator limitation"):
+            database.tx.insert_one({"_id": 1}, session=session)
+        session.abort_transaction()  # drivers swallow abort errors
+    assert database.tx.count_documents({}) == 0

@@ -19,12 +19,14 @@ from typing import Any
 from bson import ObjectId
 
 from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.stored_source import parse_stored_source
 from leaf_mongo.testing.vectors import VectorField
 
 MAX_DIMENSIONS = 8192
 SIMILARITIES = ("euclidean", "cosine", "dotProduct")
 QUANTIZATIONS = ("none", "scalar", "binary")
 INDEXING_METHODS = ("hnsw", "flat")
+NUM_PARTITIONS = (1, 2, 4, 8, 16, 32, 64)
 
 
 def _err(msg: str) -> CommandError:
@@ -54,9 +56,15 @@ def normalize_vector_definition(definition: Any) -> dict[str, Any]:
     """
     if not isinstance(definition, dict):
         raise _err('"definition" must be a document')
-    _check_keys(definition, {"fields", "nestedRoot", "storedSource"}, "")
-    if definition.get("storedSource") is True:
-        raise _err('"storedSource" true is not supported for vector search indexes')
+    _check_keys(definition, {"fields", "nestedRoot", "storedSource", "numPartitions"}, "")
+    if "nestedRoot" in definition:
+        raise CommandError(
+            "nestedRoot (vector search over arrays of embedded documents) is not supported by the leaf-mongo "
+            "emulator (emulator limitation)",
+            238,
+        )
+    stored = parse_stored_source(definition["storedSource"], "vectorSearch") if "storedSource" in definition else None
+    partitions = check_num_partitions(definition.get("numPartitions", 1))
     fields = definition.get("fields")
     if fields is None:
         raise _err('"fields" is required')
@@ -91,9 +99,20 @@ def normalize_vector_definition(definition: Any) -> dict[str, Any]:
     if not any(f["type"] == "vector" for f in out_fields):
         raise _err('"fields" must contain at least one field of type "vector"')
     out: dict[str, Any] = {"fields": out_fields}
-    if "nestedRoot" in definition:
-        out["nestedRoot"] = definition["nestedRoot"]
+    if stored is not None and stored is not False:
+        out["storedSource"] = stored  # false is the default (StoredSourceDefinition.defaultValue)
+    if partitions != 1:
+        out["numPartitions"] = partitions  # 1 is the default (UserVectorIndexDefinition.toBson)
     return out
+
+
+def check_num_partitions(value: Any) -> int:
+    """``numPartitions``: 1, 2, 4, 8, 16, 32 or 64 (mongot ``UserIndexDefinition.java``)."""
+    if not _is_int(value):
+        raise _err('"numPartitions" must be an int')
+    if int(value) not in NUM_PARTITIONS:
+        raise _err(f"numPartitions {int(value)} must be of 1, 2, 4, 8, 16, 32, or 64.")
+    return int(value)
 
 
 def _normalize_vector_field(f: dict[str, Any], ctx: str) -> dict[str, Any]:

@@ -1,0 +1,75 @@
+"""The aggregate and explain commands (pipelines themselves run in :mod:`leaf_mongo.testing.pipeline`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leaf_mongo.testing.commands.handshake import SERVER_VERSION
+from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.pipeline import run_pipeline, strip_hidden
+from leaf_mongo.testing.state import BackendState
+
+EXPLAIN_VERBOSITIES = ("queryPlanner", "executionStats", "allPlansExecution")
+
+
+class AggregateCommands(BackendState):
+    """``aggregate`` (with ``explain: true``) and ``explain`` of an aggregate."""
+
+    def _aggregate(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
+        target = cmd["aggregate"]
+        if not isinstance(target, str):
+            raise CommandError("collectionless aggregate is not supported by the leaf-mongo emulator", 238)
+        if cmd.get("explain"):
+            return self._explain_aggregate(db, cmd, "queryPlanner")
+        pipeline = cmd.get("pipeline")
+        out = strip_hidden(run_pipeline(self, db, target, pipeline))
+        for stage in pipeline or []:
+            target_name = stage.get("$out")
+            if isinstance(target_name, str) and self._tracked((db, target_name)):
+                self._vectors.pop((db, target_name), None)
+                self._fulltext.pop((db, target_name), None)
+                self._refresh_vector_stores((db, target_name))
+        cursor_opts = cmd.get("cursor") or {}
+        return self._cursor_reply(f"{db}.{target}", out, cursor_opts.get("batchSize"))
+
+    def _explain(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
+        inner = cmd["explain"]
+        verbosity = cmd.get("verbosity", "allPlansExecution")
+        if verbosity not in EXPLAIN_VERBOSITIES:
+            raise CommandError(f"verbosity string must be one of {{{', '.join(EXPLAIN_VERBOSITIES)}}}", 2)
+        if not isinstance(inner, dict) or not inner:
+            raise CommandError("explain command requires a nested object", 2)
+        name = next(iter(inner))
+        if name != "aggregate":
+            raise CommandError(f"explain of {name} is not supported by the leaf-mongo emulator", 238)
+        return self._explain_aggregate(db, inner, verbosity)
+
+    def _explain_aggregate(self, db: str, cmd: dict[str, Any], verbosity: str) -> dict[str, Any]:
+        """An explain document in the server's shape (explainVersion, stages, command, serverInfo).
+
+        The pipeline runs, so a bad ``$vectorSearch`` fails as it would on a server
+        (mongot is asked for its explain too); the plan itself says "exact brute force".
+        """
+        target, pipeline = cmd["aggregate"], cmd.get("pipeline")
+        if not isinstance(target, str):
+            raise CommandError("collectionless aggregate is not supported by the leaf-mongo emulator", 238)
+        if any(isinstance(s, dict) and ("$out" in s or "$merge" in s) for s in pipeline or []):
+            raise CommandError("explain of $out/$merge is not supported by the leaf-mongo emulator", 238)
+        n_returned = len(run_pipeline(self, db, target, pipeline))
+        stages: list[dict[str, Any]] = []
+        for stage in pipeline or []:
+            entry: dict[str, Any] = dict(stage)
+            if "$vectorSearch" in stage:
+                spec = dict(stage["$vectorSearch"])
+                spec["explain"] = {"query": {"type": "ExactVectorSearchQuery", "engine": "leaf-mongo emulator (numpy)"}}
+                entry = {"$vectorSearch": spec}
+            stages.append(entry)
+        reply: dict[str, Any] = {
+            "explainVersion": "1",
+            "stages": stages,
+            "command": {"aggregate": target, "pipeline": pipeline, "$db": db},
+            "serverInfo": {"host": "leaf-mongo-emulator", "version": SERVER_VERSION},
+        }
+        if verbosity != "queryPlanner":
+            reply["executionStats"] = {"nReturned": n_returned}
+        return reply

@@ -1,0 +1,317 @@
+"""Aggregation pipelines: the stages the emulator runs itself, and mongomock for the rest.
+
+Two tables map stage names to handlers, and they are the only place to extend:
+
+* ``SOURCE_STAGES``: stages that produce the documents and must come first (the
+  search family: ``$vectorSearch``, ``$listSearchIndexes``, ``$search``...);
+* ``STAGES``: stages anywhere in a pipeline that mongomock lacks or gets wrong
+  (``$lookup`` with ``pipeline``/``let``, ``$unionWith``).
+
+Every other stage runs in mongomock, after :func:`rewrite_stage` has mapped the
+ones it lacks onto ones it has and resolved ``{$meta: ...}`` through ``META_FIELDS``
+to the hidden fields the source stages set (stripped before documents leave).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from mongomock import helpers as mm_helpers
+from mongomock.aggregate import _parse_expression, process_pipeline
+from mongomock.filtering import filter_applies
+
+from leaf_mongo.testing import fulltext, fusion
+from leaf_mongo.testing.commands.handshake import version_tuple
+from leaf_mongo.testing.commands.search_indexes import list_search_indexes
+from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.state import BackendState, MockCollection, _is_int, store_key
+from leaf_mongo.testing.vector_search import SCORE_FIELD, vector_search
+
+Doc = dict[str, Any]
+Stage = Callable[[BackendState, str, list[Doc], Any], list[Doc]]
+
+
+def _search_meta(state: BackendState, db: str, coll: MockCollection, spec: Any, **_: Any) -> list[Doc]:
+    raise CommandError("$searchMeta is not supported by the leaf-mongo emulator", 238)
+
+
+def _vector(
+    state: BackendState, db: str, coll: MockCollection, spec: Any, *, copy_docs: bool = True, **_: Any
+) -> list[Doc]:
+    docs = vector_search(state, db, coll, spec, copy_docs)
+    for d in docs:
+        d[fusion.SCORE_FIELD] = d[SCORE_FIELD]  # {$meta: "score"} reads any search stage's score
+    return docs
+
+
+def _search(state: BackendState, db: str, coll: MockCollection, spec: Any, *, limit: int | None = None,
+            copy_docs: bool = True) -> list[Doc]:  # fmt: skip
+    return fulltext.run_search(spec, state._text_index, db, coll, limit, copy_docs)
+
+
+def _fusion_input(state: BackendState, db: str, coll: MockCollection) -> Callable[[list[Doc]], list[Doc]]:
+    # Input pipelines only select and order: they hand stored documents over uncopied; fusion copies its output.
+    return lambda p: run_pipeline(state, db, coll.name, p, "$rankFusion", copy_docs=False)
+
+
+def _rank_fusion(state: BackendState, db: str, coll: MockCollection, spec: Any, *, limit: int | None = None,
+                 **_: Any) -> list[Doc]:  # fmt: skip
+    return fusion.rank_fusion(spec, _fusion_input(state, db, coll), limit)
+
+
+def _score_fusion(state: BackendState, db: str, coll: MockCollection, spec: Any, **_: Any) -> list[Doc]:
+    return fusion.score_fusion(spec, _fusion_input(state, db, coll))
+
+
+SOURCE_STAGES: dict[str, Callable[..., list[Doc]]] = {
+    "$vectorSearch": _vector,
+    "$listSearchIndexes": lambda state, db, coll, spec, **_: list_search_indexes(state, db, coll, spec),
+    "$search": _search,
+    "$searchMeta": _search_meta,
+    "$rankFusion": _rank_fusion,
+    "$scoreFusion": _score_fusion,
+}
+# Stages the server refuses before a version: "Unrecognized pipeline stage name" (code 40324).
+MIN_VERSION = {"$rankFusion": (8, 1, 0), "$scoreFusion": (8, 2, 0)}
+# Server message for these stages outside position 0: "<name> is only valid as the first stage in a pipeline".
+FIRST_STAGE_ONLY = frozenset({"$vectorSearch", "$listSearchIndexes", "$search", "$searchMeta"})
+# Not allowed in a $lookup sub-pipeline (DOC_STAGE: "You can't use $vectorSearch ... in $lookup or $facet").
+NOT_IN_LOOKUP = frozenset({"$vectorSearch", "$listSearchIndexes", "$rankFusion", "$scoreFusion"})
+# {$meta: <name>} -> hidden field the source stage stores the value in.
+META_FIELDS: dict[str, str] = {**fusion.META_FIELDS, "vectorSearchScore": SCORE_FIELD}
+
+
+def run_pipeline(
+    state: BackendState, db: str, coll_name: Any, pipeline: Any, context: str = "", copy_docs: bool = True
+) -> list[Doc]:
+    """Documents out of ``pipeline`` on ``db.coll_name``, hidden meta fields still attached.
+
+    ``context`` names the enclosing stage (``$lookup``, ``$unionWith``, ``$rankFusion``) for sub-pipelines;
+    ``copy_docs=False`` (fusion input pipelines, which only select and order) skips copying stored documents.
+    """
+    if not isinstance(pipeline, list):
+        raise CommandError("'pipeline' option must be specified as an array", 14)
+    for i, stage in enumerate(pipeline):
+        if not isinstance(stage, dict) or len(stage) != 1:
+            raise CommandError("A pipeline stage specification object must contain exactly one field.", 40323)
+        name = next(iter(stage))
+        if name in MIN_VERSION and version_tuple(state.server_version) < MIN_VERSION[name]:
+            raise CommandError(f"Unrecognized pipeline stage name: '{name}'", 40324)
+        if context == "$lookup" and name in NOT_IN_LOOKUP:
+            raise CommandError(f"{name} is not allowed to be used within a $lookup stage", 51047)
+        if i > 0 and name in FIRST_STAGE_ONLY:
+            raise CommandError(f"{name} is only valid as the first stage in a pipeline", 40602)
+    coll = state._coll(db, coll_name)
+    first = next(iter(pipeline[0])) if pipeline else None
+    source = SOURCE_STAGES.get(first) if first is not None else None
+    if source is not None:
+        ahead = pipeline[1].get("$limit") if len(pipeline) > 1 and isinstance(pipeline[1], dict) else None
+        limit = int(ahead) if ahead is not None and _is_int(ahead) and ahead > 0 else None  # what $limit keeps
+        docs = source(state, db, coll, pipeline[0][first], limit=limit, copy_docs=copy_docs)
+        return run_stages(state, db, docs, pipeline[1:])
+    if first == "$match":
+        spec = mm_helpers.patch_datetime_awareness_in_document(pipeline[0]["$match"])
+        docs = [copy.deepcopy(d) for d in coll._iter_documents(spec)]
+        return run_stages(state, db, docs, pipeline[1:])
+    return run_stages(state, db, [copy.deepcopy(d) for d in coll._store._documents.values()], pipeline)
+
+
+def run_stages(state: BackendState, db: str, docs: list[Doc], stages: list[Doc]) -> list[Doc]:
+    """Apply ``stages`` to ``docs``: runs of mongomock stages between the emulator's own."""
+    segment: list[Doc] = []
+    for stage in stages:
+        name = next(iter(stage))
+        handler = STAGES.get(name)
+        if handler is None:
+            segment.extend(rewrite_stage(stage))
+            continue
+        if segment:
+            docs, segment = list(process_pipeline(docs, state._client[db], segment, None)), []
+        docs = handler(state, db, docs, stage[name])
+    if segment:
+        docs = list(process_pipeline(docs, state._client[db], segment, None))
+    return docs
+
+
+def strip_hidden(docs: list[Any]) -> list[Any]:
+    """Remove the hidden meta fields before documents leave the emulator."""
+    for doc in docs:
+        if isinstance(doc, dict):
+            for hidden in META_FIELDS.values():
+                doc.pop(hidden, None)
+    return docs
+
+
+# ---------------------------------------------------------------------- $unionWith
+
+
+def union_with(state: BackendState, db: str, docs: list[Doc], arg: Any) -> list[Doc]:
+    """``$unionWith`` (https://www.mongodb.com/docs/manual/reference/operator/aggregation/unionWith/).
+
+    A ``$vectorSearch`` may open the sub-pipeline (DOC_STAGE: allowed inside
+    ``$unionWith`` from MongoDB 8.0); its documents keep their scores.
+    """
+    if isinstance(arg, str):
+        coll_name, pipeline = arg, []
+    elif isinstance(arg, dict):
+        for key in arg:
+            if key not in ("coll", "pipeline"):
+                raise CommandError(f"BSON field '$unionWith.{key}' is an unknown field.", 40415)
+        if "coll" not in arg:
+            raise CommandError("$unionWith without 'coll' ($documents pipelines) is not supported by the emulator", 238)
+        coll_name, pipeline = arg["coll"], arg.get("pipeline", [])
+    else:
+        raise CommandError("the $unionWith stage specification must be an object or string", 40413)
+    if not isinstance(coll_name, str):
+        raise CommandError("$unionWith 'coll' must be a string", 14)
+    return docs + run_pipeline(state, db, coll_name, pipeline, "$unionWith")
+
+
+# ---------------------------------------------------------------------- $lookup
+
+_LOOKUP_KEYS = frozenset({"from", "localField", "foreignField", "as", "let", "pipeline"})
+
+
+def lookup(state: BackendState, db: str, docs: list[Doc], arg: Any) -> list[Doc]:
+    """``$lookup``: equality match, sub-pipeline with ``let``, or both (MongoDB 5.0+).
+
+    https://www.mongodb.com/docs/manual/reference/operator/aggregation/lookup/ : with
+    ``localField``/``foreignField`` and ``pipeline`` the equality match selects the
+    foreign documents and the pipeline runs on them.
+    """
+    if not isinstance(arg, dict):
+        raise CommandError("the $lookup stage specification must be an object", 40319)
+    for key in arg:
+        if key not in _LOOKUP_KEYS:
+            raise CommandError(f"unknown argument to $lookup: {key}", 9)
+    has_local, has_foreign = "localField" in arg, "foreignField" in arg
+    if has_local != has_foreign:
+        raise CommandError("$lookup requires both or neither of 'localField' and 'foreignField' to be specified", 9)
+    if not has_local and "pipeline" not in arg:
+        raise CommandError("$lookup requires either 'pipeline' or both 'localField' and 'foreignField'", 9)
+    if "let" in arg and "pipeline" not in arg:
+        raise CommandError("$lookup with 'let' must also specify 'pipeline'", 9)
+    if "as" not in arg or not isinstance(arg["as"], str):
+        raise CommandError("must specify 'as' field for a $lookup", 9)
+    if not isinstance(arg.get("from"), str):
+        raise CommandError("$lookup 'from' must be a collection name (a string)", 9)
+    for key in ("localField", "foreignField", "as"):
+        if key in arg and (not isinstance(arg[key], str) or arg[key].startswith("$")):
+            raise CommandError(f"$lookup '{key}' must be a field path not starting with '$'", 9)
+    foreign = state._coll(db, arg["from"])
+    pipeline = arg.get("pipeline")
+    if pipeline is not None:
+        _check_sub_pipeline(pipeline)
+    let = arg.get("let") or {}
+    if not isinstance(let, dict):
+        raise CommandError("$lookup 'let' must be a document", 9)
+    for doc in docs:
+        if has_local:
+            matched = _equality_matches(foreign, doc, arg["localField"], arg["foreignField"])
+        else:
+            matched = [copy.deepcopy(d) for d in foreign._store._documents.values()]
+        if pipeline:
+            variables = {name: _parse_expression(expr, doc, ignore_missing_keys=True) for name, expr in let.items()}
+            matched = run_stages(state, db, matched, _bind(pipeline, variables))
+        doc[arg["as"]] = strip_hidden(matched)
+    return docs
+
+
+def _check_sub_pipeline(pipeline: Any) -> None:
+    if not isinstance(pipeline, list):
+        raise CommandError("$lookup 'pipeline' must be an array", 14)
+    for stage in pipeline:
+        if not isinstance(stage, dict) or len(stage) != 1:
+            raise CommandError("A pipeline stage specification object must contain exactly one field.", 40323)
+        name = next(iter(stage))
+        if name in NOT_IN_LOOKUP:
+            raise CommandError(f"{name} is not allowed to be used within a $lookup stage", 51047)
+        if name in FIRST_STAGE_ONLY:
+            raise CommandError(f"{name} inside $lookup is not supported by the leaf-mongo emulator", 238)
+
+
+def _equality_matches(foreign: MockCollection, doc: Doc, local_field: str, foreign_field: str) -> list[Doc]:
+    """Foreign documents whose ``foreign_field`` equals the local value (or one of its elements)."""
+    values = _values_at(doc, local_field)
+    if not values:
+        values = [None]  # a missing local field matches null/missing foreign fields
+    store = foreign._store._documents
+    if foreign_field == "_id" and all(not isinstance(v, (dict, list)) and v is not None for v in values):
+        found = (store.get(store_key(v)) for v in dict.fromkeys(values))
+        return [copy.deepcopy(d) for d in found if d is not None]
+    spec = mm_helpers.patch_datetime_awareness_in_document({foreign_field: {"$in": values}})
+    return [copy.deepcopy(d) for d in store.values() if filter_applies(spec, d)]
+
+
+def _values_at(doc: Any, path: str) -> list[Any]:
+    """Values at a dotted path, descending through arrays; arrays contribute their elements."""
+    head, _, rest = path.partition(".")
+    if isinstance(doc, list):
+        return [v for item in doc for v in _values_at(item, path)]
+    if not isinstance(doc, dict) or head not in doc:
+        return []
+    value = doc[head]
+    if rest:
+        return _values_at(value, rest)
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _bind(value: Any, variables: dict[str, Any]) -> Any:
+    """Substitute ``$$name`` / ``$$name.path`` of ``let`` variables by literals (mongomock has no ``let``)."""
+    if isinstance(value, str) and value.startswith("$$"):
+        name, _, path = value[2:].partition(".")
+        if name in variables:
+            bound = variables[name]
+            for part in path.split(".") if path else []:
+                bound = bound.get(part) if isinstance(bound, dict) else None
+            return {"$literal": bound}
+        return value
+    if isinstance(value, dict):
+        return {k: _bind(v, variables) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bind(v, variables) for v in value]
+    return value
+
+
+STAGES: dict[str, Stage] = {"$unionWith": union_with, "$lookup": lookup}
+
+
+# ---------------------------------------------------------------------- mongomock rewrites
+
+
+def _rewrite_meta(value: Any) -> Any:
+    """Replace ``{$meta: <name>}`` by a reference to the hidden field holding it."""
+    if isinstance(value, dict):
+        if len(value) == 1 and value.get("$meta") in META_FIELDS:
+            return "$" + META_FIELDS[value["$meta"]]
+        return {k: _rewrite_meta(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rewrite_meta(v) for v in value]
+    return value
+
+
+def _is_meta(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and "$meta" in value
+
+
+def rewrite_stage(stage: dict[str, Any]) -> list[dict[str, Any]]:
+    """Map stages mongomock lacks onto ones it has, and resolve ``$meta``."""
+    name, arg = next(iter(stage.items()))
+    if name == "$unset":
+        fields = [arg] if isinstance(arg, str) else list(arg)
+        return [{"$project": dict.fromkeys(fields, 0)}]
+    if name == "$replaceWith":
+        return [{"$replaceRoot": {"newRoot": _rewrite_meta(arg)}}]
+    if name == "$project" and isinstance(arg, dict):
+        metas = {k: v for k, v in arg.items() if _is_meta(v)}
+        others = {k: v for k, v in arg.items() if k not in metas}
+        if metas and others and all(v in (0, False) for v in others.values()):
+            # $meta is allowed inside an exclusion projection on the server; mongomock
+            # does not allow computed fields there, so split it in two stages.
+            return [{"$addFields": _rewrite_meta(metas)}, {"$project": others}]
+        if any(k != "_id" and v not in (0, False) for k, v in others.items()):
+            # Metadata survives an inclusion projection on the server: keep the hidden fields.
+            return [{name: {**_rewrite_meta(arg), **dict.fromkeys(META_FIELDS.values(), 1)}}]
+    return [{name: _rewrite_meta(arg)}]
