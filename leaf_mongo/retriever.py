@@ -439,7 +439,7 @@ class LeafRetriever(BaseRetriever):
                 query_vector=query_vector,
                 k=call.k,
                 depth=depth,
-                num_candidates=num_candidates_for(depth, None, self.num_candidates_factor),
+                num_candidates=max(call.num_candidates, num_candidates_for(depth, None, self.num_candidates_factor)),
                 weights=dict(call.weights),
                 exact=call.exact,
                 pre_filter=call.pre_filter,
