@@ -55,8 +55,17 @@ def _minilm() -> str:
 
 
 def _key(row: dict[str, Any]) -> tuple[Any, ...]:
-    keys = ("mode", "doc_model", "query_model", "query_backend", "dimensions", "dtype", "quantization")
-    return (*(row.get(k, "torch" if k == "query_backend" else None) for k in keys), tuple(row.get("weights") or ()))
+    keys = (
+        "mode",
+        "doc_model",
+        "query_model",
+        "query_backend",
+        "document_backend",
+        "dimensions",
+        "dtype",
+        "quantization",
+    )
+    return (*(row.get(k, "torch" if k.endswith("_backend") else None) for k in keys), tuple(row.get("weights") or ()))
 
 
 def main() -> int:
@@ -79,6 +88,7 @@ def main() -> int:
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--merge", action="store_true", help="keep earlier rows this run does not redo")
     ap.add_argument("--leaf-backend", default="torch", help="query-side backend (torch, onnx, onnx-int8, openvino...)")
+    ap.add_argument("--teacher-backend", default="torch", help="document-side backend (same choices)")
     ap.add_argument("--threads", type=int, default=None, help="onnx/openvino threads (default: the runtime's)")
     args = ap.parse_args()
 
@@ -90,6 +100,7 @@ def main() -> int:
         query_prompt=args.query_prompt,
         fulltext_analyzer=args.fulltext_analyzer,
         leaf_backend=args.leaf_backend,
+        teacher_backend=args.teacher_backend,
         backend_threads=args.threads,
         embedding_cache=os.environ.get("LEAF_MONGO_EMBEDDING_CACHE") or DEFAULT_CACHE,
     )

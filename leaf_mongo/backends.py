@@ -101,7 +101,8 @@ def _export(name: str, task: Task, backend: str, out: Path) -> None:
     tokenizer = model.tokenizer
     tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
     inputs = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
-    sample = model.tokenize(["an example sentence to trace the graph with", "short"])
+    preprocess = getattr(model, "preprocess", None) or model.tokenize
+    sample = preprocess(["an example sentence to trace the graph with", "short"])
 
     class Stack(torch.nn.Module):
         """The route's whole module stack as one graph: token ids in, the sentence embedding out."""
@@ -115,7 +116,10 @@ def _export(name: str, task: Task, backend: str, out: Path) -> None:
 
     fp32 = out / "model.onnx"
     axes = {n: {0: "batch", 1: "sequence"} for n in inputs}
-    with torch.no_grad():
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent branches: the graph is checked
         torch.onnx.export(
             Stack().eval(),
             tuple(sample[n] for n in inputs),
@@ -126,6 +130,7 @@ def _export(name: str, task: Task, backend: str, out: Path) -> None:
             opset_version=17,
             dynamo=False,
         )
+    _check_export(fp32, Stack().eval(), {n: sample[n] for n in inputs}, name)
     graph = "model.onnx"
     if backend == "onnx-int8":
         import onnx
@@ -169,6 +174,24 @@ def _export(name: str, task: Task, backend: str, out: Path) -> None:
         "prompt": applied_prompt(model, task),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def _check_export(graph: Path, stack: Any, sample: dict[str, Any], name: str) -> None:
+    """The exported float graph must reproduce the torch stack (cosine >= 0.9999) before it is cached."""
+    import onnxruntime as ort
+    import torch
+
+    with torch.no_grad():
+        want = stack(*sample.values()).numpy()
+    got = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).run(
+        None, {k: v.numpy() for k, v in sample.items()}
+    )[0]
+    cos = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+    if got.shape != want.shape or float(cos.min()) < 0.9999:
+        raise ModelLoadError(
+            f"the ONNX export of {name!r} does not reproduce its torch vectors (shape {got.shape} vs "
+            f"{want.shape}, cosine {float(cos.min()):.5f}); use backend torch"
+        )
 
 
 class OnnxTextEncoder:

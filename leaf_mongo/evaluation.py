@@ -234,6 +234,8 @@ class EvalResult:
     query_model: str | None = None
     query_backend: str = "torch"
     """Inference backend of the query side (``LEAF_MONGO_LEAF_BACKEND``): compare backends by running again."""
+    document_backend: str = "torch"
+    """Inference backend that embedded the documents (``LEAF_MONGO_TEACHER_BACKEND``)."""
     similarity: str | None = None
     int8_range: tuple[float, float] | None = None
     bytes_per_vector: int | None = None
@@ -285,6 +287,7 @@ class EvalResult:
                 "doc_model": self.doc_model,
                 "query_model": self.query_model,
                 "query_backend": self.query_backend,
+                "document_backend": self.document_backend,
                 "similarity": self.similarity,
                 "int8_range": list(self.int8_range) if self.int8_range else None,
                 "chunks_per_query": self.chunks_per_query,
@@ -353,6 +356,8 @@ def collection_name(data: BeirDataset, spec: VectorSpec, settings: LeafMongoSett
     parts: list[object] = [doc_model, settings.chunk_size, settings.chunk_overlap]
     if spec.dtype == "int8":
         parts += [spec.int8_min, spec.int8_max]
+    if settings.teacher_backend != "torch":  # other document vectors: another collection
+        parts.append(settings.teacher_backend)
     slug = _slug(_model_label(doc_model), 32) or "model"
     return f"eval_{data.tag}_{slug}-{_digest(*parts)[:6]}_{spec.dimensions}_{spec.dtype}_{spec.quantization}"
 
@@ -721,7 +726,7 @@ class _Grid:
                 "hybrid_teacher": f"{spec.teacher_model} + BM25",
                 "hybrid": f"{spec.leaf_model} + BM25",
             }.get(p.mode, spec.leaf_model)
-            p.query_backend = s.leaf_backend
+            p.query_backend, p.document_backend = s.leaf_backend, s.teacher_backend
             p.similarity = spec.similarity
             p.int8_range = (spec.int8_min, spec.int8_max) if spec.dtype == "int8" else None
             p.bytes_per_vector = spec.bytes_per_vector
