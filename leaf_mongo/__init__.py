@@ -22,7 +22,14 @@ from leaf_mongo.errors import (
     SettingsError,
     SpecMismatchError,
 )
-from leaf_mongo.index import ensure_vector_index, vector_index_definition, wait_for_vector_index
+from leaf_mongo.index import (
+    ensure_fulltext_index,
+    ensure_vector_index,
+    fulltext_index_definition,
+    vector_index_definition,
+    wait_for_search_index,
+    wait_for_vector_index,
+)
 from leaf_mongo.ingest import IngestReport, ingest
 from leaf_mongo.profiles import PROFILES, QUERY_PROMPT, Profile
 from leaf_mongo.redact import redact_uri
@@ -62,7 +69,9 @@ __all__ = [
     "VectorEncoder",
     "VectorSpec",
     "aload_spec",
+    "ensure_fulltext_index",
     "ensure_vector_index",
+    "fulltext_index_definition",
     "ingest",
     "load_settings",
     "load_spec",
@@ -70,5 +79,6 @@ __all__ = [
     "save_spec",
     "spec_from_settings",
     "vector_index_definition",
+    "wait_for_search_index",
     "wait_for_vector_index",
 ]

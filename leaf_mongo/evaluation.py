@@ -52,8 +52,9 @@ from leaf_mongo.spec import VectorSpec, spec_from_settings
 if TYPE_CHECKING:
     from pymongo import MongoClient
 
-Mode = Literal["asymmetric", "leaf", "teacher"]
-MODES: tuple[Mode, ...] = ("asymmetric", "leaf", "teacher")
+Mode = Literal["asymmetric", "leaf", "teacher", "fulltext", "hybrid", "hybrid_teacher"]
+MODES: tuple[Mode, ...] = ("asymmetric", "leaf", "teacher", "fulltext", "hybrid", "hybrid_teacher")
+HYBRID_MODES = ("hybrid", "hybrid_teacher")  # $rankFusion of full text and asymmetric / teacher query vectors
 DTYPES: tuple[str, ...] = get_args(Dtype)
 QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
 DEFAULT_CACHE = "~/.cache/leaf-mongo/embeddings"
@@ -252,6 +253,8 @@ class EvalResult:
     ingest_seconds: float | None = None
     chunks_written: int | None = None
     note: str | None = None
+    weights: tuple[float, float] | None = None
+    """Hybrid modes: (vector, full-text) weights of the rank fusion."""
 
     def latency(self, q: float) -> float | None:
         if not self.latencies_ms:
@@ -264,6 +267,7 @@ class EvalResult:
 
         out: dict[str, Any] = {
             "mode": self.mode,
+            "weights": list(self.weights) if self.weights else None,
             "dimensions": self.dimensions,
             "dtype": self.dtype,
             "quantization": self.quantization,
@@ -479,6 +483,7 @@ def run_eval(
     client: MongoClient[Any] | None = None,
     emulator: bool = False,
     on_event: Event | None = None,
+    weights: Sequence[tuple[float, float]] = ((1.0, 1.0),),
 ) -> EvalReport:
     """Evaluate every mode on every legal (dimensions, dtype, quantization) point; see the module docstring.
 
@@ -487,6 +492,8 @@ def run_eval(
     off). ``dimensions`` takes integers, ``"full"`` and ``"half"`` (of each document model).
     ``int8_range``: ``None`` for the settings' (or profile's) range, ``(lo, hi)``, or ``"calibrate"``
     (:func:`calibrate_int8`). ``emulator=True`` runs against an in-process :class:`MongoEmulator`.
+    ``weights``: (vector, full-text) rank-fusion weight pairs, a grid dimension of the hybrid modes;
+    ``fulltext`` does not depend on the vector grid and runs once per document model.
     """
     start = time.perf_counter()
     emit: Event = on_event or (lambda _e, _d: None)
@@ -541,6 +548,7 @@ def run_eval(
             database=database,
             emulated="emulator" in server,
             emit=emit,
+            weights=[(float(v), float(t)) for v, t in dict.fromkeys(weights)],
         )
         results = runner.run(list(dict.fromkeys(modes)), grid)
     return EvalReport(data.name, data.split, server, results, time.perf_counter() - start)
@@ -562,6 +570,7 @@ class _Grid:
         database: str,
         emulated: bool,
         emit: Event,
+        weights: Sequence[tuple[float, float]] = ((1.0, 1.0),),
     ) -> None:
         from leaf_mongo.profiles import PROFILES
         from leaf_mongo.spec import resolved_teacher
@@ -569,6 +578,8 @@ class _Grid:
         self.data, self.client, self.k, self.depth = data, client, k, depth
         self.int8_range, self.exact, self.database = int8_range, exact, database
         self.emulated, self.emit = emulated, emit
+        self.weights = list(weights) or [(1.0, 1.0)]
+        self.fulltext_done: set[str] = set()
         self.teacher = resolved_teacher(base)
         self.leaf = base.leaf_model or PROFILES[base.profile].leaf_model
         self.base = base.with_overrides(leaf_model=self.leaf, database=database)
@@ -588,7 +599,7 @@ class _Grid:
             ).full_dimensions
             blocked: dict[str, str] | None = None
             for dims_token, dtype, quant in grid:
-                points = [EvalResult(m, dims_token, dtype, quant, doc_model=doc_model) for m in doc_modes]
+                points = self._points(doc_modes, dims_token, dtype, quant, doc_model)
                 try:
                     dims = resolve_dimensions(dims_token, full)
                     for p in points:
@@ -607,6 +618,18 @@ class _Grid:
                     self._evaluate(live, s, spec)
         self.results.sort(key=lambda r: MODES.index(r.mode))  # stable: grid order within a mode
         return self.results
+
+    def _points(self, modes: list[str], dims: int | str, dtype: str, quant: str, doc_model: str) -> list[EvalResult]:
+        """One result per mode, hybrid modes once per weight pair, full text once per document model."""
+        out: list[EvalResult] = []
+        for m in modes:
+            if m == "fulltext":
+                if doc_model in self.fulltext_done:
+                    continue
+                self.fulltext_done.add(doc_model)
+            for w in self.weights if m in HYBRID_MODES else [None]:
+                out.append(EvalResult(m, dims, dtype, quant, doc_model=doc_model, weights=w))
+        return out
 
     def _point(
         self, settings: LeafMongoSettings, full: int, dims: int, dtype: str, quant: str
@@ -630,11 +653,12 @@ class _Grid:
         from leaf_mongo.encoders import VectorEncoder
 
         out: dict[str, str] = {}
-        if "asymmetric" in modes:
-            try:
-                VectorEncoder(spec, query_mode="asymmetric", device=s.device).check_query_model()
-            except SpecMismatchError as exc:
-                out["asymmetric"] = f"models cannot be compared: {exc}"
+        for mode in ("asymmetric", "hybrid"):
+            if mode in modes:
+                try:
+                    VectorEncoder(spec, query_mode="asymmetric", device=s.device).check_query_model()
+                except SpecMismatchError as exc:
+                    out[mode] = f"models cannot be compared: {exc}"
         return out
 
     def _skip(self, points: list[EvalResult], reason: str, spec: VectorSpec | None = None) -> None:
@@ -662,11 +686,18 @@ class _Grid:
         corpus = _corpus_stats(collection)
         self.emit("ingest_done", {"collection": name, "report": report.to_json()})
         for p in points:
+            teacher_queries = p.mode in ("teacher", "hybrid_teacher")
+            search_mode = {"fulltext": "fulltext", "hybrid": "hybrid", "hybrid_teacher": "hybrid"}.get(p.mode, "vector")
+            vector_weight, fulltext_weight = p.weights or (1.0, 1.0)
             retriever = LeafRetriever(
                 collection=collection,
                 index_name=s.index_name,
+                fulltext_index_name=s.fulltext_index_name,
+                search_mode=search_mode,
+                vector_weight=vector_weight,
+                fulltext_weight=fulltext_weight,
                 k=min(MAX_K, self.depth),
-                query_mode="teacher" if p.mode == "teacher" else "asymmetric",
+                query_mode="teacher" if teacher_queries else "asymmetric",
                 exact=self.exact,
                 num_candidates_factor=s.num_candidates_factor,
                 post_filter_pipeline=[{"$project": {"record_id": 1, "score": 1}}],  # ids and scores suffice
@@ -675,6 +706,8 @@ class _Grid:
                 backend_threads=s.backend_threads,
             )
             label = f"{p.mode} {spec.dimensions} {spec.dtype} {spec.quantization}"
+            if p.weights:
+                label += f" w={p.weights[0]:g}:{p.weights[1]:g}"
             run, latencies, chunks_per_query = _run_queries(
                 retriever, self.data.queries, self.depth, corpus, self.emit, label
             )
@@ -687,7 +720,12 @@ class _Grid:
             p.latencies_ms = latencies
             p.chunks_per_query = chunks_per_query
             p.dimensions = spec.dimensions
-            p.query_model = spec.teacher_model if p.mode == "teacher" else spec.leaf_model
+            p.query_model = {
+                "fulltext": "BM25 ($search)",
+                "teacher": spec.teacher_model,
+                "hybrid_teacher": f"{spec.teacher_model} + BM25",
+                "hybrid": f"{spec.leaf_model} + BM25",
+            }.get(p.mode, spec.leaf_model)
             p.query_backend, p.document_backend = s.leaf_backend, s.teacher_backend
             p.similarity = spec.similarity
             p.int8_range = (spec.int8_min, spec.int8_max) if spec.dtype == "int8" else None

@@ -1,4 +1,4 @@
-"""The ``vectorSearch`` index: its definition derived from the spec, and ensuring/waiting on it.
+"""The ``vectorSearch`` and ``search`` indexes: definitions derived from the spec, ensuring/waiting on them.
 
 Index status on MongoDB Community lags (mongot refreshes ``$listSearchIndexes`` every 30 s), and a FAILED
 index would otherwise be waited on forever, so waiting is done against a deadline and fails clearly.
@@ -7,7 +7,7 @@ index would otherwise be waited on forever, so waiting is done against a deadlin
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pymongo.collection import Collection
@@ -15,7 +15,7 @@ from pymongo.errors import OperationFailure
 from pymongo.operations import SearchIndexModel
 
 from leaf_mongo.connection import server_error
-from leaf_mongo.errors import SearchIndexError
+from leaf_mongo.errors import SearchIndexError, SpecMismatchError
 from leaf_mongo.spec import VectorSpec
 
 EnsureAction = Literal["created", "updated", "unchanged"]
@@ -38,6 +38,42 @@ def vector_index_definition(spec: VectorSpec) -> dict[str, Any]:
     if hnsw:
         vector["hnswOptions"] = hnsw
     return {"fields": [vector, *({"type": "filter", "path": f} for f in spec.filter_fields)]}
+
+
+FILTER_TYPES = ("token", "number", "boolean", "date", "objectId")  # a filter field may hold any of these
+
+
+def fulltext_index_definition(spec: VectorSpec) -> dict[str, Any]:
+    """The ``search`` definition for ``spec``: its full-text paths as ``string`` (one analyzer), and its
+    filter fields under every type ``equals``/``in``/``range`` may compare (the hybrid pre-filter)."""
+    fields: dict[str, Any] = {}
+    for path in spec.fulltext_fields:
+        fields[path] = [{"type": "string", "analyzer": spec.fulltext_analyzer}]
+    for path in spec.filter_fields:
+        fields.setdefault(path, []).extend({"type": t} for t in FILTER_TYPES)
+    mapped = {p: (v[0] if len(v) == 1 else v) for p, v in fields.items()}
+    return {"mappings": {"dynamic": False, "fields": mapped}}
+
+
+def ensure_fulltext_index(collection: Collection[Any], name: str, spec: VectorSpec) -> EnsureAction:
+    """Create the ``search`` index if missing, update it in place when its definition differs."""
+    wanted = fulltext_index_definition(spec)
+    existing = get_search_index(collection, name)
+    try:
+        if existing is None:
+            collection.create_search_index(SearchIndexModel(definition=wanted, name=name, type="search"))
+            return "created"
+        if existing.get("type", "search") != "search":
+            raise SearchIndexError(
+                f"search index {name!r} on {collection.full_name} exists but is of type {existing.get('type')!r}, "
+                "not search; choose another LEAF_MONGO_FULLTEXT_INDEX_NAME"
+            )
+        if (existing.get("latestDefinition") or {}).get("mappings") == wanted["mappings"]:
+            return "unchanged"
+        collection.update_search_index(name, wanted)
+        return "updated"
+    except OperationFailure as exc:
+        raise server_error(exc, f"creating search index {name!r} on {collection.full_name}") from None
 
 
 def definitions_match(wanted: dict[str, Any], existing: dict[str, Any] | None) -> bool:
@@ -126,3 +162,67 @@ def wait_for_vector_index(
                 "MongoDB Community refreshes index status only every 30 s: raise LEAF_MONGO_INDEX_WAIT_SECONDS"
             )
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
+wait_for_search_index = wait_for_vector_index  # the lifecycle is the same for both index types
+
+
+def check_vector_index(index: Mapping[str, Any] | None, name: str, spec: VectorSpec, where: str) -> None:
+    """The named index must exist and index the spec's vector field at the spec's dimensions."""
+    if index is None:
+        raise SearchIndexError(
+            f"collection {where} has no search index named {name!r} (the server would answer every query "
+            "with nothing); check LEAF_MONGO_INDEX_NAME or run ingest to create it"
+        )
+    if index.get("type", "vectorSearch") != "vectorSearch":
+        raise SearchIndexError(f"search index {name!r} on {where} is of type {index.get('type')!r}, not vectorSearch")
+    definition = index.get("latestDefinition") or index.get("definition") or {}
+    vector = next(
+        (
+            f
+            for f in definition.get("fields", [])
+            if f.get("type") == "vector" and f.get("path") == spec.embedding_field
+        ),
+        None,
+    )
+    if vector is None:
+        raise SpecMismatchError(
+            f"search index {name!r} on {where} does not index {spec.embedding_field!r} as a vector field"
+        )
+    if vector.get("numDimensions") not in (None, spec.dimensions):
+        raise SpecMismatchError(
+            f"search index {name!r} on {where} has numDimensions {vector.get('numDimensions')} but the stored "
+            f"spec has {spec.dimensions}: re-run ingest to update the index"
+        )
+
+
+def check_fulltext_index(index: Mapping[str, Any] | None, name: str, spec: VectorSpec, where: str) -> None:
+    """The spec has full-text paths and the named ``search`` index maps every one of them as string."""
+    if not spec.fulltext_fields:
+        raise SpecMismatchError(
+            f"collection {where} was ingested without a full-text index (LEAF_MONGO_FULLTEXT=false / "
+            "--no-fulltext): re-run ingest with full text on (the default) to add it; the vectors are kept"
+        )
+    if index is None:
+        raise SearchIndexError(
+            f"collection {where} has no search index named {name!r} for full text (the server would answer "
+            "every query with nothing); check LEAF_MONGO_FULLTEXT_INDEX_NAME or re-run ingest to create it"
+        )
+    if index.get("type") != "search":
+        raise SearchIndexError(f"search index {name!r} on {where} is of type {index.get('type')!r}, not search")
+    definition = index.get("latestDefinition") or index.get("definition") or {}
+    fields = (definition.get("mappings") or {}).get("fields") or {}
+    dynamic = (definition.get("mappings") or {}).get("dynamic") is True
+
+    def is_string(value: Any) -> bool:
+        return any(
+            isinstance(v, Mapping) and v.get("type") == "string"
+            for v in (value if isinstance(value, list) else [value])
+        )
+
+    missing = [p for p in spec.fulltext_fields if not dynamic and not is_string(fields.get(p))]
+    if missing:
+        raise SpecMismatchError(
+            f"search index {name!r} on {where} does not index {', '.join(missing)} as string: re-run ingest to "
+            "update the index"
+        )

@@ -34,7 +34,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from leaf_mongo.connection import check_server, make_client, server_error
 from leaf_mongo.encoders import VectorEncoder
 from leaf_mongo.errors import LeafMongoError, ServerError, SpecMismatchError
-from leaf_mongo.index import ensure_vector_index, wait_for_vector_index
+from leaf_mongo.index import ensure_fulltext_index, ensure_vector_index, wait_for_search_index, wait_for_vector_index
 from leaf_mongo.loaders import LoadError, SkippedFile, SourceFile, discover, load
 from leaf_mongo.settings import LeafMongoSettings, load_settings
 from leaf_mongo.spec import VectorSpec, resolved_teacher, spec_from_settings
@@ -62,6 +62,8 @@ class IngestReport:
     encode_seconds: float = 0.0
     index_action: str = "none"
     index_status: str | None = None
+    fulltext_index_action: str = "none"
+    fulltext_index_status: str | None = None
     bytes_per_vector: int = 0
     dry_run: bool = False
     namespace: str = ""
@@ -88,6 +90,8 @@ class IngestReport:
             "bytes_per_vector": self.bytes_per_vector,
             "index_action": self.index_action,
             "index_status": self.index_status,
+            "fulltext_index_action": self.fulltext_index_action,
+            "fulltext_index_status": self.fulltext_index_status,
         }
 
 
@@ -282,19 +286,24 @@ class Ingestor:
         if not db.list_collection_names(filter={"name": self.collection.name}):
             db.create_collection(self.collection.name)
         if action != "keep":
-            save_spec(self.collection, self.spec, self.settings.index_name)
+            save_spec(self.collection, self.spec, self.settings.index_name, self.settings.fulltext_index_name)
         return action
 
     def drop_all(self) -> None:
         """--recreate: the chunks, their manifest and spec, and the search index go together."""
-        with contextlib.suppress(PyMongoError):  # missing index, or no search: dropping the collection matters
-            self.collection.drop_search_index(self.settings.index_name)
+        for name in (self.settings.index_name, self.settings.fulltext_index_name):
+            with contextlib.suppress(PyMongoError):  # missing index, or no search: dropping the collection matters
+                self.collection.drop_search_index(name)
         self.collection.drop()
         manifest_collection(self.collection).delete_many({"collection": self.collection.name})
         delete_spec(self.collection)
 
     def ensure_index(self, report: IngestReport) -> None:
+        """The vector index, then (when the spec has full-text paths) the ``search`` index; both waited on."""
         report.index_action = ensure_vector_index(self.collection, self.settings.index_name, self.spec)
+        fulltext = self.settings.fulltext_index_name if self.spec.fulltext_fields else None
+        if fulltext:
+            report.fulltext_index_action = ensure_fulltext_index(self.collection, fulltext, self.spec)
         entry = wait_for_vector_index(
             self.collection,
             self.settings.index_name,
@@ -303,6 +312,15 @@ class Ingestor:
             on_status=lambda s: self.on_event("index_status", {"status": s}),
         )
         report.index_status = entry.get("status")
+        if fulltext:
+            entry = wait_for_search_index(
+                self.collection,
+                fulltext,
+                timeout=self.settings.index_wait_seconds,
+                require_ready=report.fulltext_index_action == "updated",
+                on_status=lambda s: self.on_event("index_status", {"status": s, "index": fulltext}),
+            )
+            report.fulltext_index_status = entry.get("status")
 
     # -- the run ------------------------------------------------------------------------------
 

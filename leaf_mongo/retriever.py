@@ -10,158 +10,53 @@ refuses with one clear message whatever cannot produce comparable vectors.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from bson import Decimal128, ObjectId
-from bson.binary import VECTOR_SUBTYPE, Binary
+from bson.binary import Binary
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import Field, PrivateAttr, model_validator
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
+from leaf_mongo import pipelines as pl
 from leaf_mongo.embeddings import encode_lock
 from leaf_mongo.encoders import QueryMode, VectorEncoder
-from leaf_mongo.errors import FilterError, LeafMongoError, SearchIndexError, ServerError, SpecMismatchError
-from leaf_mongo.settings import Backend, Dtype
+from leaf_mongo.errors import LeafMongoError, ServerError, SpecMismatchError
+from leaf_mongo.filters import (  # noqa: F401 - re-exported: the filter API predates leaf_mongo.filters
+    ALLOWED_OPERATORS,
+    check_filter_operators,
+    filter_fields_used,
+    validate_pre_filter,
+)
+from leaf_mongo.index import check_fulltext_index, check_vector_index
+from leaf_mongo.pipelines import MAX_NUM_CANDIDATES, num_candidates_for
+from leaf_mongo.results import rescore_field, rescored, to_document
+from leaf_mongo.settings import Backend, Dtype, Fusion, SearchMode
 from leaf_mongo.spec import VectorSpec
 from leaf_mongo.spec_store import aload_spec, load_spec
-from leaf_mongo.vectors import from_binary, truncate_normalize
 
 if TYPE_CHECKING:
     from leaf_mongo.settings import LeafMongoSettings
 
-MAX_NUM_CANDIDATES = 10_000  # mongot: numCandidates in [1, 10000]
 DEFAULT_INDEX_NAME = "leaf_vector_index"
-FIELD_OPERATORS = ("$eq", "$ne", "$gt", "$lt", "$gte", "$lte", "$in", "$nin", "$exists", "$not")
-LOGICAL_OPERATORS = ("$and", "$or", "$nor")
-ALLOWED_OPERATORS = FIELD_OPERATORS + LOGICAL_OPERATORS  # the whole $vectorSearch filter language (reference §4)
-_PER_CALL = ("k", "num_candidates", "exact", "pre_filter", "post_filter_pipeline", "score_threshold")
-
-# ---------------------------------------------------------------------------------------------- pre-filters
-
-
-def _allowed_list() -> str:
-    return " ".join(ALLOWED_OPERATORS)
-
-
-def check_filter_operators(flt: Any, path: str = "pre_filter") -> None:
-    """Reject what ``$vectorSearch`` rejects in a filter, without knowing the declared fields.
-
-    Runs at construction (and per call), so a bad operator never costs a model load or a round trip.
-    """
-    if not isinstance(flt, Mapping):
-        raise FilterError(f"{path} must be a JSON object / dict, got {type(flt).__name__}")
-    for key, value in flt.items():
-        if not isinstance(key, str):
-            raise FilterError(f"{path}: keys must be strings, got {key!r}")
-        if key in LOGICAL_OPERATORS:
-            if not isinstance(value, (list, tuple)) or not value:
-                raise FilterError(f"{path}: {key} needs a non-empty list of filters")
-            for i, sub in enumerate(value):
-                check_filter_operators(sub, f"{path}.{key}[{i}]")
-        elif key.startswith("$"):
-            raise FilterError(
-                f"{path}: operator {key!r} is not supported by $vectorSearch filters "
-                f"(at top level only $and $or $nor); allowed operators: {_allowed_list()}"
-            )
-        else:
-            _check_field_value(key, value, path)
-
-
-def _check_field_value(field: str, value: Any, path: str) -> None:
-    if isinstance(value, Mapping):
-        ops = list(value)
-        if not ops or not all(isinstance(op, str) and op.startswith("$") for op in ops):
-            raise FilterError(
-                f"{path}: field {field!r} is compared with an embedded document; $vectorSearch filters take "
-                f"a value or operators ({_allowed_list()})"
-            )
-        for op in ops:
-            arg = value[op]
-            if op not in FIELD_OPERATORS:
-                raise FilterError(
-                    f"{path}: operator {op!r} on field {field!r} is not supported by $vectorSearch filters; "
-                    f"allowed operators: {_allowed_list()}"
-                )
-            if op == "$not":
-                if not isinstance(arg, Mapping):
-                    raise FilterError(f"{path}: $not on field {field!r} needs a document of operators")
-                _check_field_value(field, arg, path)
-            elif op in ("$in", "$nin") and not isinstance(arg, (list, tuple)):
-                raise FilterError(f"{path}: {op} on field {field!r} needs a list")
-            elif op == "$exists" and not isinstance(arg, bool):
-                raise FilterError(f"{path}: $exists on field {field!r} needs true or false")
-
-
-def filter_fields_used(flt: Mapping[str, Any]) -> list[str]:
-    """The document fields a (structurally valid) filter refers to."""
-    out: list[str] = []
-    for key, value in flt.items():
-        if key in LOGICAL_OPERATORS:
-            for sub in value:
-                out.extend(filter_fields_used(sub))
-        else:
-            out.append(key)
-    return out
-
-
-def validate_pre_filter(flt: Mapping[str, Any], filter_fields: Sequence[str], where: str = "the collection") -> None:
-    """Operators and fields: only fields declared as ``filter`` in the index can be filtered on."""
-    check_filter_operators(flt)
-    allowed = ", ".join(filter_fields) or "(none)"
-    for field in filter_fields_used(flt):
-        if field not in filter_fields:
-            raise FilterError(
-                f"pre_filter field {field!r} is not a filter field of {where}; allowed: {allowed} "
-                "(declare more with LEAF_MONGO_FILTER_FIELDS and re-run ingest)"
-            )
-
-
-def num_candidates_for(k: int, num_candidates: int | None = None, factor: int = 20) -> int:
-    """``numCandidates``: given, or ``factor`` × k (MongoDB recommends ≥ 20×), clamped to [k, 10000]."""
-    wanted = num_candidates if num_candidates is not None else factor * k
-    return max(k, min(wanted, MAX_NUM_CANDIDATES))
-
-
-# ---------------------------------------------------------------------------------------------- results
-
-
-def _serializable(value: Any) -> Any:
-    """Make stored values JSON-friendly the way langchain-mongodb does (ObjectId/dates → str)."""
-    if isinstance(value, ObjectId):
-        return str(value)
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, Decimal128):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {k: _serializable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_serializable(v) for v in value]
-    return value
-
-
-def _is_vector(value: Any) -> bool:
-    return isinstance(value, Binary) and value.subtype == VECTOR_SUBTYPE
-
-
-def to_document(raw: Mapping[str, Any], spec: VectorSpec) -> Document:
-    """One result as a LangChain ``Document``; vectors never reach the metadata."""
-    hidden = {"_id", spec.text_field, spec.embedding_field, spec.full_precision_field}
-    meta = {k: _serializable(v) for k, v in raw.items() if k not in hidden and not _is_vector(v)}
-    text = raw.get(spec.text_field)
-    return Document(
-        id=str(raw["_id"]) if "_id" in raw else None,
-        page_content=text if isinstance(text, str) else "",
-        metadata=meta,
-    )
-
+DEFAULT_FULLTEXT_INDEX_NAME = "leaf_fulltext_index"
+UNRECOGNIZED_STAGE = 40324  # server code for a pipeline stage it does not know
+_PER_CALL = (
+    "k",
+    "num_candidates",
+    "exact",
+    "pre_filter",
+    "post_filter_pipeline",
+    "score_threshold",
+    "search_mode",
+    "vector_weight",
+    "fulltext_weight",
+)
 
 # ---------------------------------------------------------------------------------------------- state
 
@@ -173,6 +68,8 @@ class _QueryState:
     spec: VectorSpec
     encoder: VectorEncoder
     where: str
+    indexes: dict[str, dict[str, Any]]
+    checked: set[str]
 
     def encode(self, text: str) -> tuple[np.ndarray, Binary]:
         """Normalized float query embedding (for rescoring) and the BSON query vector of the stored dtype."""
@@ -191,6 +88,8 @@ class _Call:
     pre_filter: dict[str, Any] | None
     post_filter_pipeline: list[dict[str, Any]]
     score_threshold: float | None
+    search_mode: SearchMode = "vector"
+    weights: tuple[tuple[str, float], ...] = ()
 
 
 class LeafRetriever(BaseRetriever):
@@ -224,10 +123,22 @@ class LeafRetriever(BaseRetriever):
     stays in ``metadata["search_score"]``. With rescoring, ``post_filter_pipeline`` runs on the server over
     the candidates before re-ranking and must keep the full-precision field.
 
+    Search modes (``search_mode``): ``"vector"`` (default) is ``$vectorSearch`` alone; ``"fulltext"`` is
+    ``$search`` (BM25 over text, title and headings) on the ``search`` index ingest maintains;
+    ``"hybrid"`` is one ``$rankFusion`` of both (reciprocal rank fusion, ``weight / (60 + rank)`` summed
+    over the lists; ``vector_weight`` and ``fulltext_weight``, default 1 each), each list
+    ``fusion_depth_factor`` × k long. The pre-filter restricts both lists (``compound.filter`` on the
+    full-text side). ``$rankFusion`` needs MongoDB 8.1+; on an older server a hybrid search fails with
+    a message saying so, and ``fusion="client"`` runs the two searches and fuses them here instead
+    (explicitly: never as a silent fallback). Hybrid and full-text results carry the fused (or BM25)
+    score in ``metadata["score"]``; hybrid adds ``metadata["score_details"]``: per list, its rank, weight
+    and score.
+
     Results: ``Document(id=str(_id), page_content=text, metadata={source, chunk, score, title, ...})`` with
     every stored field except the vectors (ObjectIds and dates as strings). ``k``, ``num_candidates``,
-    ``exact``, ``pre_filter``, ``post_filter_pipeline`` and ``score_threshold`` can also be passed per call:
-    ``retriever.invoke("question", k=10)``.
+    ``exact``, ``pre_filter``, ``post_filter_pipeline``, ``score_threshold``, ``search_mode``,
+    ``vector_weight`` and ``fulltext_weight`` can also be passed per call:
+    ``retriever.invoke("question", k=10, search_mode="hybrid")``.
     """
 
     collection: Any = None
@@ -264,6 +175,13 @@ class LeafRetriever(BaseRetriever):
     """Query-side inference: ``torch``, ``onnx``, ``onnx-int8``, ``openvino`` or ``openvino-int8``."""
     backend_threads: int | None = None
     encode_in_thread: bool = True
+    search_mode: SearchMode = "vector"
+    fulltext_index_name: str = DEFAULT_FULLTEXT_INDEX_NAME
+    vector_weight: float = Field(1.0, ge=0)
+    fulltext_weight: float = Field(1.0, ge=0)
+    fusion: Fusion = "native"
+    """``native``: one ``$rankFusion`` on the server; ``client``: two searches fused here (same formula)."""
+    fusion_depth_factor: int = Field(2, ge=1)
     """``ainvoke`` encodes the query in a worker thread (loop stays free); False encodes inline (no thread
     hop, lower latency for one caller, but the loop is blocked for the few ms of the forward pass)."""
 
@@ -305,6 +223,12 @@ class LeafRetriever(BaseRetriever):
             "leaf_model": settings.leaf_model,
             "dimensions": settings.dimensions,
             "device": settings.device,
+            "search_mode": settings.search_mode,
+            "fulltext_index_name": settings.fulltext_index_name,
+            "vector_weight": settings.vector_weight,
+            "fulltext_weight": settings.fulltext_weight,
+            "fusion": settings.fusion,
+            "fusion_depth_factor": settings.fusion_depth_factor,
             "query_prompt": settings.query_prompt,
             "leaf_backend": settings.leaf_backend,
             "backend_threads": settings.backend_threads,
@@ -378,12 +302,10 @@ class LeafRetriever(BaseRetriever):
             coll = self._sync_collection()
             try:
                 spec = load_spec(coll)
-                entry = None
-                if spec is not None:
-                    entry = _find_index(coll.list_search_indexes(self.index_name), self.index_name)
+                entries = list(coll.list_search_indexes()) if spec is not None else []
             except PyMongoError as exc:
                 raise _server_error(exc, f"reading the spec of {coll.full_name}") from None
-            self._state = self._prepare(spec, entry, coll.full_name)
+            self._state = self._prepare(spec, entries, coll.full_name)
         return self._state.spec
 
     async def aload(self) -> VectorSpec:
@@ -392,19 +314,19 @@ class LeafRetriever(BaseRetriever):
             coll = self._async_collection()
             try:
                 spec = await aload_spec(coll)
-                entry = None
+                entries: list[Any] = []
                 if spec is not None:
-                    cursor = coll.list_search_indexes(self.index_name)
+                    cursor = coll.list_search_indexes()
                     if inspect.isawaitable(cursor):  # pymongo async: coroutine; Motor: latent cursor
                         cursor = await cursor
-                    entry = _find_index(await cursor.to_list(None), self.index_name)
+                    entries = await cursor.to_list(None)
             except PyMongoError as exc:
                 raise _server_error(exc, f"reading the spec of {coll.full_name}") from None
             # Loading the model and checking it is CPU and disk work: keep it off the event loop.
-            self._state = await asyncio.to_thread(self._prepare, spec, entry, coll.full_name)
+            self._state = await asyncio.to_thread(self._prepare, spec, entries, coll.full_name)
         return self._state.spec
 
-    def _prepare(self, spec: VectorSpec | None, index: Mapping[str, Any] | None, where: str) -> _QueryState:
+    def _prepare(self, spec: VectorSpec | None, entries: list[Any], where: str) -> _QueryState:
         """Every check that can be made once: spec present, overrides agree, query model fits, index fits."""
         if spec is None:
             raise SpecMismatchError(
@@ -437,11 +359,26 @@ class LeafRetriever(BaseRetriever):
         except SpecMismatchError as exc:
             raise SpecMismatchError(f"cannot query {where}: {exc}") from None
         if self.rescore:
-            _rescore_field(spec, where)
+            rescore_field(spec, where)
         if self.pre_filter is not None:
             validate_pre_filter(self.pre_filter, spec.filter_fields, where)
-        _check_index(index, self.index_name, spec, where)
-        return _QueryState(spec=spec, encoder=encoder, where=where)
+        indexes = {str(e.get("name")): dict(e) for e in entries}
+        state = _QueryState(spec=spec, encoder=encoder, where=where, indexes=indexes, checked=set())
+        self._require(state, self.search_mode)
+        return state
+
+    def _require(self, state: _QueryState, mode: SearchMode) -> None:
+        """The indexes ``mode`` queries exist and fit the spec (checked once per mode)."""
+        if mode in state.checked:
+            return
+        if mode in ("vector", "hybrid"):
+            check_vector_index(state.indexes.get(self.index_name), self.index_name, state.spec, state.where)
+        if mode in ("fulltext", "hybrid"):
+            name = self.fulltext_index_name
+            check_fulltext_index(state.indexes.get(name), name, state.spec, state.where)
+        if self.rescore and mode != "vector":
+            raise LeafMongoError(f"rescore applies to vector search only, not to search_mode={mode!r}")
+        state.checked.add(mode)
 
     # ------------------------------------------------------------------------------------------ search
 
@@ -456,6 +393,16 @@ class LeafRetriever(BaseRetriever):
         if "pre_filter" in overrides and pre is not None:
             validate_pre_filter(pre, state.spec.filter_fields, state.where)
         post = overrides.get("post_filter_pipeline", self.post_filter_pipeline)
+        mode = overrides.get("search_mode", self.search_mode)
+        if mode not in ("vector", "fulltext", "hybrid"):
+            raise LeafMongoError(f"search_mode must be one of vector, fulltext, hybrid; got {mode!r}")
+        weights = []
+        for name, attr in ((pl.VECTOR_PIPELINE, "vector_weight"), (pl.FULLTEXT_PIPELINE, "fulltext_weight")):
+            w = overrides.get(attr, getattr(self, attr))
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
+                raise LeafMongoError(f"{attr} must be a non-negative number, got {w!r}")
+            weights.append((name, float(w)))
+        self._require(state, mode)
         return _Call(
             k=k,
             num_candidates=num_candidates_for(
@@ -465,43 +412,95 @@ class LeafRetriever(BaseRetriever):
             pre_filter=dict(pre) if pre else None,
             post_filter_pipeline=list(post or []),
             score_threshold=overrides.get("score_threshold", self.score_threshold),
+            search_mode=mode,
+            weights=tuple(weights),
         )
 
-    def pipeline(self, state: _QueryState, query_vector: Any, call: _Call) -> list[dict[str, Any]]:
+    def pipeline(self, state: _QueryState, query_vector: Any, call: _Call, query: str = "") -> list[dict[str, Any]]:
         """The aggregation pipeline for one query (public so benchmarks can replay it)."""
         spec = state.spec
-        rescore_field = _rescore_field(spec, state.where) if self.rescore else None
+        if call.search_mode == "fulltext":
+            return pl.fulltext_pipeline(
+                spec,
+                index=self.fulltext_index_name,
+                query=query,
+                limit=call.k,
+                pre_filter=call.pre_filter,
+                score_threshold=call.score_threshold,
+                post=call.post_filter_pipeline,
+            )
+        if call.search_mode == "hybrid":
+            depth = pl.fusion_depth(call.k, self.fusion_depth_factor)
+            return pl.rank_fusion_pipeline(
+                spec,
+                vector_index=self.index_name,
+                fulltext_index=self.fulltext_index_name,
+                query=query,
+                query_vector=query_vector,
+                k=call.k,
+                depth=depth,
+                num_candidates=max(call.num_candidates, num_candidates_for(depth, None, self.num_candidates_factor)),
+                weights=dict(call.weights),
+                exact=call.exact,
+                pre_filter=call.pre_filter,
+                score_threshold=call.score_threshold,
+                post=call.post_filter_pipeline,
+            )
+        keep = rescore_field(spec, state.where) if self.rescore else None
         limit = call.k
         num_candidates = call.num_candidates
-        if rescore_field is not None:
+        if keep is not None:
             limit = max(call.k, min(self.rescore_candidates or call.num_candidates, MAX_NUM_CANDIDATES))
             num_candidates = max(num_candidates, limit)
-        search: dict[str, Any] = {
-            "index": self.index_name,
-            "path": spec.embedding_field,
-            "queryVector": query_vector,
-            "limit": limit,
-        }
-        if call.exact:
-            search["exact"] = True
-        else:
-            search["numCandidates"] = num_candidates
-        if call.pre_filter:
-            search["filter"] = call.pre_filter
-        hidden = [f for f in (spec.embedding_field, spec.full_precision_field) if f and f != rescore_field]
-        stages: list[dict[str, Any]] = [
-            {"$vectorSearch": search},
-            {"$set": {"score": {"$meta": "vectorSearchScore"}}},
-            {"$project": dict.fromkeys(hidden, 0)},
-        ]
-        if call.score_threshold is not None and rescore_field is None:
-            stages.append({"$match": {"score": {"$gte": call.score_threshold}}})
-        stages.extend(call.post_filter_pipeline)
-        return stages
+        return pl.vector_pipeline(
+            spec,
+            index=self.index_name,
+            query_vector=query_vector,
+            limit=limit,
+            num_candidates=num_candidates,
+            exact=call.exact,
+            pre_filter=call.pre_filter,
+            score_threshold=call.score_threshold if keep is None else None,
+            post=call.post_filter_pipeline,
+            keep=keep,
+        )
 
-    def _finish(self, state: _QueryState, raw: list[dict[str, Any]], emb: np.ndarray, call: _Call) -> list[Document]:
-        if self.rescore:
-            raw = _rescored(raw, emb, _rescore_field(state.spec, state.where), call)
+    def side_pipelines(self, state: _QueryState, query_vector: Any, call: _Call, query: str) -> dict[str, Any]:
+        """Client-side fusion: the vector and the full-text pipeline, run separately (same depth each)."""
+        depth = pl.fusion_depth(call.k, self.fusion_depth_factor)
+        side = _Call(
+            k=depth,
+            num_candidates=num_candidates_for(depth, None, self.num_candidates_factor),
+            exact=call.exact,
+            pre_filter=call.pre_filter,
+            post_filter_pipeline=call.post_filter_pipeline,
+            score_threshold=None,
+        )
+        return {
+            pl.VECTOR_PIPELINE: self.pipeline(state, query_vector, side),
+            pl.FULLTEXT_PIPELINE: self.pipeline(state, None, _replace_mode(side, "fulltext"), query),
+        }
+
+    def _search_error(self, exc: PyMongoError, state: _QueryState, call: _Call) -> ServerError:
+        if (
+            call.search_mode == "hybrid"
+            and isinstance(exc, OperationFailure)
+            and (exc.code == UNRECOGNIZED_STAGE or "$rankFusion" in str(exc))
+        ):
+            return ServerError(
+                f"hybrid search of {state.where} needs the $rankFusion stage, which this server does not have "
+                "(MongoDB 8.1 or later with mongot has it). Upgrade the server, or fuse on the client "
+                "explicitly: fusion='client' (LEAF_MONGO_FUSION=client, leaf-mongo search --fusion client) runs "
+                "the vector and full-text searches separately and combines them with the same reciprocal rank "
+                "formula"
+            )
+        return _server_error(exc, f"searching {state.where}")
+
+    def _finish(
+        self, state: _QueryState, raw: list[dict[str, Any]], emb: np.ndarray | None, call: _Call
+    ) -> list[Document]:
+        if self.rescore and emb is not None and call.search_mode == "vector":
+            raw = rescored(raw, emb, rescore_field(state.spec, state.where), call)
         return [to_document(doc, state.spec) for doc in raw]
 
     def _get_relevant_documents(
@@ -511,12 +510,17 @@ class LeafRetriever(BaseRetriever):
         state = self._state
         assert state is not None
         call = self._call(state, kwargs)
-        emb, qvec = state.encode(query)
+        emb, qvec = state.encode(query) if call.search_mode != "fulltext" else (None, None)
         coll = self._sync_collection()
         try:
-            raw = list(coll.aggregate(self.pipeline(state, qvec, call)))
+            if call.search_mode == "hybrid" and self.fusion == "client":
+                sides = self.side_pipelines(state, qvec, call, query)
+                lists = {name: list(coll.aggregate(p)) for name, p in sides.items()}
+                raw = pl.fuse_rrf(lists, dict(call.weights), call.k, call.score_threshold)
+            else:
+                raw = list(coll.aggregate(self.pipeline(state, qvec, call, query)))
         except PyMongoError as exc:
-            raise _server_error(exc, f"searching {state.where}") from None
+            raise self._search_error(exc, state, call) from None
         return self._finish(state, raw, emb, call)
 
     async def _aget_relevant_documents(
@@ -526,16 +530,35 @@ class LeafRetriever(BaseRetriever):
         state = self._state
         assert state is not None
         call = self._call(state, kwargs)
-        emb, qvec = await asyncio.to_thread(state.encode, query) if self.encode_in_thread else state.encode(query)
+        emb: np.ndarray | None = None
+        qvec: Any = None
+        if call.search_mode != "fulltext":
+            emb, qvec = await asyncio.to_thread(state.encode, query) if self.encode_in_thread else state.encode(query)
         coll = self._async_collection()
         try:
-            cursor = coll.aggregate(self.pipeline(state, qvec, call))
-            if inspect.isawaitable(cursor):  # pymongo AsyncCollection; Motor returns a latent cursor
-                cursor = await cursor
-            raw = await cursor.to_list(None)
+            if call.search_mode == "hybrid" and self.fusion == "client":
+                sides = self.side_pipelines(state, qvec, call, query)
+                results = await asyncio.gather(*(_aaggregate(coll, p) for p in sides.values()))
+                lists = dict(zip(sides, results, strict=True))
+                raw = pl.fuse_rrf(lists, dict(call.weights), call.k, call.score_threshold)
+            else:
+                raw = await _aaggregate(coll, self.pipeline(state, qvec, call, query))
         except PyMongoError as exc:
-            raise _server_error(exc, f"searching {state.where}") from None
+            raise self._search_error(exc, state, call) from None
         return self._finish(state, raw, emb, call)
+
+
+async def _aaggregate(coll: Any, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    cursor = coll.aggregate(pipeline)
+    if inspect.isawaitable(cursor):  # pymongo AsyncCollection; Motor returns a latent cursor
+        cursor = await cursor
+    return list(await cursor.to_list(None))
+
+
+def _replace_mode(call: _Call, mode: SearchMode) -> _Call:
+    from dataclasses import replace
+
+    return replace(call, search_mode=mode)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -546,72 +569,3 @@ def _server_error(exc: PyMongoError, action: str) -> ServerError:
     from leaf_mongo.connection import server_error
 
     return server_error(exc, action)
-
-
-def _find_index(entries: Any, name: str) -> dict[str, Any] | None:
-    for entry in entries:
-        if entry.get("name") == name:
-            return dict(entry)
-    return None
-
-
-def _check_index(index: Mapping[str, Any] | None, name: str, spec: VectorSpec, where: str) -> None:
-    """The named index must exist and index the spec's vector field at the spec's dimensions."""
-    if index is None:
-        raise SearchIndexError(
-            f"collection {where} has no search index named {name!r} (the server would answer every query "
-            "with nothing); check LEAF_MONGO_INDEX_NAME or run ingest to create it"
-        )
-    if index.get("type", "vectorSearch") != "vectorSearch":
-        raise SearchIndexError(f"search index {name!r} on {where} is of type {index.get('type')!r}, not vectorSearch")
-    definition = index.get("latestDefinition") or index.get("definition") or {}
-    vector = next(
-        (
-            f
-            for f in definition.get("fields", [])
-            if f.get("type") == "vector" and f.get("path") == spec.embedding_field
-        ),
-        None,
-    )
-    if vector is None:
-        raise SpecMismatchError(
-            f"search index {name!r} on {where} does not index {spec.embedding_field!r} as a vector field"
-        )
-    if vector.get("numDimensions") not in (None, spec.dimensions):
-        raise SpecMismatchError(
-            f"search index {name!r} on {where} has numDimensions {vector.get('numDimensions')} but the stored "
-            f"spec has {spec.dimensions}: re-run ingest to update the index"
-        )
-
-
-def _rescore_field(spec: VectorSpec, where: str) -> str:
-    """The field holding float vectors to rescore with."""
-    if spec.full_precision_field:
-        return spec.full_precision_field
-    if spec.dtype == "float32":
-        return spec.embedding_field  # float storage, e.g. under automatic quantization
-    raise SpecMismatchError(
-        f"cannot rescore {where}: its {spec.dtype} vectors were stored without full-precision copies; "
-        "re-ingest with LEAF_MONGO_STORE_FULL_PRECISION=true, or query without rescore"
-    )
-
-
-def _rescored(raw: list[dict[str, Any]], emb: np.ndarray, field: str, call: _Call) -> list[dict[str, Any]]:
-    """Re-rank candidates by exact cosine with the float query; candidates lacking a vector go last."""
-    with_vec = [d for d in raw if d.get(field) is not None]
-    without = [d for d in raw if d.get(field) is None]
-    if with_vec:
-        matrix = np.stack([from_binary(d[field]).astype(np.float32, copy=False) for d in with_vec])
-        if matrix.shape[1] != emb.shape[0]:
-            matrix = truncate_normalize(matrix, emb.shape[0])
-        sims = matrix @ emb.astype(np.float32)
-        for doc, sim in zip(with_vec, sims.tolist(), strict=True):
-            doc["search_score"] = doc.get("score")
-            doc["score"] = float((1.0 + sim) / 2.0)
-        with_vec.sort(key=lambda d: d["score"], reverse=True)
-    ranked = with_vec + without
-    if call.score_threshold is not None:
-        ranked = [d for d in ranked if (d.get("score") or 0.0) >= call.score_threshold]
-    for doc in ranked:
-        doc.pop(field, None)
-    return ranked[: call.k]

@@ -12,6 +12,9 @@ from leaf_mongo.redact import redact_uri
 Dtype = Literal["float32", "int8", "binary"]
 Quantization = Literal["none", "scalar", "binary"]
 Similarity = Literal["cosine", "dotProduct", "euclidean"]
+SearchMode = Literal["vector", "fulltext", "hybrid"]
+FulltextAnalyzer = Literal["lucene.standard", "lucene.english", "lucene.simple", "lucene.whitespace"]
+Fusion = Literal["native", "client"]
 Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 
 
@@ -72,10 +75,20 @@ class LeafMongoSettings(BaseSettings):
     write_batch_size: int = Field(500, ge=1)
     max_file_mb: float = Field(10.0, gt=0)
     index_wait_seconds: float = Field(180.0, gt=0, description="Deadline for the index to become queryable")
+    fulltext: bool = Field(True, description="Also maintain a full-text (search) index over text, title, headings")
+    fulltext_index_name: str = Field("leaf_fulltext_index", min_length=1)
+    fulltext_analyzer: FulltextAnalyzer = Field(
+        "lucene.standard", description="Analyzer of the full-text fields (lucene.english stems and drops stopwords)"
+    )
 
     # Query
     k: int = Field(4, ge=1, le=10_000)
     num_candidates_factor: int = Field(20, ge=1, description="numCandidates = factor x k, clamped to [k, 10000]")
+    search_mode: SearchMode = Field("vector", description="vector, fulltext, or hybrid ($rankFusion of both)")
+    vector_weight: float = Field(1.0, ge=0, description="Hybrid: weight of the vector list in rank fusion")
+    fulltext_weight: float = Field(1.0, ge=0, description="Hybrid: weight of the full-text list in rank fusion")
+    fusion: Fusion = Field("native", description="Hybrid: native ($rankFusion, MongoDB 8.1+) or client-side RRF")
+    fusion_depth_factor: int = Field(2, ge=1, description="Hybrid: each list contributes factor x k results")
 
     @field_validator("filter_fields", mode="before")
     @classmethod

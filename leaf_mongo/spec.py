@@ -19,6 +19,7 @@ from leaf_mongo.settings import Dtype, LeafMongoSettings, Quantization, Similari
 
 MAX_DIMENSIONS = 8192  # mongot VectorFieldSpecification.MAX_DIMENSIONS
 SPEC_VERSION = 1
+FULLTEXT_FIELDS = ("text", "title", "headings")  # chunk text and the title/headings ingest stores with it
 
 
 class VectorSpec(BaseModel):
@@ -45,6 +46,9 @@ class VectorSpec(BaseModel):
     filter_fields: tuple[str, ...] = ("source",)
     hnsw_max_edges: int | None = None
     hnsw_num_edge_candidates: int | None = None
+    fulltext_fields: tuple[str, ...] = ()
+    """Paths of the ``search`` index (empty: no full-text index; index-only, never a re-embedding)."""
+    fulltext_analyzer: str = "lucene.standard"
     version: int = SPEC_VERSION
 
     def model_post_init(self, __context: Any) -> None:
@@ -206,4 +210,6 @@ def spec_from_settings(
         filter_fields=tuple(dict.fromkeys(settings.filter_fields)),
         hnsw_max_edges=settings.hnsw_max_edges,
         hnsw_num_edge_candidates=settings.hnsw_num_edge_candidates,
+        fulltext_fields=FULLTEXT_FIELDS if settings.fulltext else (),
+        fulltext_analyzer=settings.fulltext_analyzer,
     )

@@ -33,8 +33,8 @@ async def aload_spec(collection: Any) -> VectorSpec | None:
     return _spec_from(await spec_collection(collection.database).find_one({"_id": collection.name}))
 
 
-def save_spec(collection: Any, spec: VectorSpec, index_name: str) -> None:
-    """Store (or replace) the spec of ``collection``."""
+def save_spec(collection: Any, spec: VectorSpec, index_name: str, fulltext_index_name: str | None = None) -> None:
+    """Store (or replace) the spec of ``collection`` (and the names of its indexes)."""
     from leaf_mongo import __version__
 
     now = dt.datetime.now(dt.timezone.utc)
@@ -44,6 +44,7 @@ def save_spec(collection: Any, spec: VectorSpec, index_name: str) -> None:
             "$set": {
                 "spec": spec.to_document(),
                 "index_name": index_name,
+                "fulltext_index_name": fulltext_index_name if spec.fulltext_fields else None,
                 "leaf_mongo": __version__,
                 "updated_at": now,
             },

@@ -212,3 +212,29 @@ def test_cli_bad_mode_is_one_line(beir: Path) -> None:
     result = CliRunner().invoke(app, ["eval", str(beir), "--modes", "sideways", "--emulator"])
     assert result.exit_code == 2
     assert "sideways" in result.output and "Traceback" not in result.output
+
+
+def test_eval_fulltext_and_hybrid_modes_with_a_weights_grid(
+    beir: Path, mongo_uri: str, db_name: str, minilm_path: str, cache_dir: str
+) -> None:
+    report = run_eval(
+        beir,
+        settings=_settings(mongo_uri, minilm_path, minilm_path, cache_dir),
+        modes=["teacher", "fulltext", "hybrid", "hybrid_teacher"],
+        dimensions=["full", "half"],
+        weights=[(1.0, 1.0), (2.0, 1.0)],
+        database=db_name,
+    )
+    by_mode: dict[str, list[Any]] = {}
+    for r in report.results:
+        by_mode.setdefault(r.mode, []).append(r)
+    assert len(by_mode["fulltext"]) == 1  # full text does not depend on the vector grid
+    assert {(r.dimensions, r.weights) for r in by_mode["hybrid"]} == {
+        (d, w) for d in (384, 192) for w in ((1.0, 1.0), (2.0, 1.0))
+    }
+    for r in report.results:
+        assert r.status == "ok", (r.mode, r.reason)
+        assert r.metrics["ndcg@10"] > 0.5 and r.queries == 4
+    text = by_mode["fulltext"][0]
+    assert text.query_model == "BM25 ($search)" and text.to_json()["weights"] is None
+    assert by_mode["hybrid"][0].to_json()["weights"] == [1.0, 1.0]

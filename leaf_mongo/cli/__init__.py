@@ -46,8 +46,8 @@ def spec_command(
     similarity: str | None = SimOpt,
     debug: bool = DebugOpt,
 ) -> None:
-    """Print the vector spec the settings resolve to, and the vectorSearch index definition it produces."""
-    from leaf_mongo.index import vector_index_definition
+    """Print the vector spec the settings resolve to, and the vectorSearch (and search) index definitions."""
+    from leaf_mongo.index import fulltext_index_definition, vector_index_definition
     from leaf_mongo.spec import spec_from_settings
 
     settings = settings_from_flags(
@@ -68,6 +68,9 @@ def spec_command(
         "bytes_per_vector": spec.bytes_per_vector,
         "index_definition": vector_index_definition(spec),
     }
+    if spec.fulltext_fields:
+        doc["fulltext_index_name"] = settings.fulltext_index_name
+        doc["fulltext_index_definition"] = fulltext_index_definition(spec)
     out.print_json(json.dumps(doc))
 
 

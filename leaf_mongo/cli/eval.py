@@ -30,6 +30,22 @@ def _split(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _weights(value: str) -> list[tuple[float, float]]:
+    """``1:1,2:1`` -> [(1.0, 1.0), (2.0, 1.0)]."""
+    from leaf_mongo.errors import SettingsError
+
+    out = []
+    for item in _split(value):
+        try:
+            v, t = (float(x) for x in item.split(":"))
+        except ValueError:
+            raise SettingsError("weights", f"{item!r} is not VECTOR:FULLTEXT (e.g. 1:1)") from None
+        if v < 0 or t < 0:
+            raise SettingsError("weights", f"{item!r}: weights must be non-negative")
+        out.append((v, t))
+    return out or [(1.0, 1.0)]
+
+
 def _int8_range(value: str | None) -> str | tuple[float, float] | None:
     """``profile`` (the settings' range), ``calibrate``, or ``MIN,MAX``."""
     if value is None or value.strip().lower() == "profile":
@@ -94,7 +110,8 @@ def _table(report: Any, k: int) -> Table:
         t.add_column(c, justify="left" if c in ("mode", "dtype", "quant", "note") else "right", no_wrap=c != "note")
     for r in report.results:
         j = r.to_json()
-        head = [r.mode, str(r.dimensions), r.dtype, r.quantization]
+        mode = r.mode + (f" {r.weights[0]:g}:{r.weights[1]:g}" if r.weights else "")
+        head = [mode, str(r.dimensions), r.dtype, r.quantization]
         if r.status != "ok":
             t.add_row(*head, *[""] * (len(cols) - 5), f"[yellow]skipped: {r.reason}[/]")
             continue
@@ -117,7 +134,15 @@ def _table(report: Any, k: int) -> Table:
 @run_command
 def eval_command(
     dataset_dir: Path = typer.Argument(..., help="BEIR folder: corpus.jsonl[.gz], queries.jsonl, qrels/test.tsv"),
-    modes: str = typer.Option("asymmetric,leaf,teacher", "--modes", help="Comma list of asymmetric, leaf, teacher"),
+    modes: str = typer.Option(
+        "asymmetric,leaf,teacher",
+        "--modes",
+        help="Comma list of asymmetric, leaf, teacher, fulltext (BM25), hybrid (leaf queries + full text), "
+        "hybrid_teacher (teacher queries + full text)",
+    ),
+    weights: str = typer.Option(
+        "1:1", "--weights", help="Hybrid modes: comma list of VECTOR:FULLTEXT rank-fusion weights, e.g. 1:1,2:1"
+    ),
     dimensions: str = typer.Option("full", "--dimensions", "-d", help="Comma list: integers, full, half"),
     dtypes: str = typer.Option("float32", "--dtypes", help="Comma list of float32, int8, binary"),
     quantizations: str = typer.Option("none", "--quantizations", help="Comma list of none, scalar, binary"),
@@ -172,6 +197,7 @@ def eval_command(
         use_cache=not no_cache,
         database=database,
         emulator=emulator,
+        weights=_weights(weights),
     )
     if as_json:
         report = run_eval(data, **kwargs)

@@ -81,6 +81,8 @@ def _summary(report: Any) -> Table:
     t.add_row("chunks/s", f"{report.chunks_per_second:.1f}")
     t.add_row("bytes per stored vector", str(report.bytes_per_vector))
     t.add_row("index", f"{report.index_action} ({report.index_status or '-'})")
+    if report.fulltext_index_action != "none":
+        t.add_row("full-text index", f"{report.fulltext_index_action} ({report.fulltext_index_status or '-'})")
     return t
 
 
@@ -106,12 +108,18 @@ def ingest_command(
     recreate: bool = typer.Option(False, "--recreate", help="Drop and rebuild when the stored spec differs"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what would change; write nothing"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables"),
+    fulltext: bool | None = typer.Option(
+        None,
+        "--fulltext/--no-fulltext",
+        help="Also maintain a full-text search index over text, title, headings (env LEAF_MONGO_FULLTEXT; default on)",
+    ),
     teacher_backend: str | None = typer.Option(
         None, "--teacher-backend", help="Document encoding: torch, onnx, onnx-int8, openvino, openvino-int8"
     ),
     debug: bool = DebugOpt,
 ) -> None:
-    """Chunk files, embed them with the teacher, and write them to MongoDB with a vectorSearch index.
+    """Chunk files, embed them with the teacher, and write them to MongoDB with a vectorSearch index
+    (and a search index for full-text and hybrid search).
 
     Exit codes: 0 success, 1 done but some files skipped, 2 bad usage or settings, 3 server or index error.
     """
@@ -130,6 +138,7 @@ def ingest_command(
         quantization=quantization,
         similarity=similarity,
         batch_size=batch_size,
+        fulltext=fulltext,
         teacher_backend=teacher_backend,
     )
     if not as_json:

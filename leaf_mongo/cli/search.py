@@ -65,6 +65,19 @@ def search_command(
     ),
     score_threshold: float | None = typer.Option(None, "--score-threshold", help="Drop results scoring below this"),
     rescore: bool = typer.Option(False, "--rescore", help="Re-rank with stored full-precision vectors"),
+    search_mode: str | None = typer.Option(
+        None,
+        "--search-mode",
+        help="vector, fulltext (BM25 $search) or hybrid ($rankFusion of both); env LEAF_MONGO_SEARCH_MODE. "
+        "(--mode chooses the query encoder)",
+    ),
+    vector_weight: float | None = typer.Option(None, "--vector-weight", min=0, help="Hybrid: vector list weight"),
+    fulltext_weight: float | None = typer.Option(
+        None, "--fulltext-weight", min=0, help="Hybrid: full-text list weight"
+    ),
+    fusion: str | None = typer.Option(
+        None, "--fusion", help="Hybrid: native ($rankFusion, MongoDB 8.1+) or client (two searches, fused here)"
+    ),
     uri: str | None = UriOpt,
     database: str | None = DatabaseOpt,
     collection: str | None = CollectionOpt,
@@ -77,7 +90,7 @@ def search_command(
     ),
     debug: bool = DebugOpt,
 ) -> None:
-    """Encode the question with the leaf model and run $vectorSearch on the ingested collection.
+    """Encode the question with the leaf model and run $vectorSearch (or $search, or both fused).
 
     Exit codes: 0 success (also with no results), 2 bad usage, filter or spec mismatch, 3 server or index error.
     """
@@ -91,6 +104,10 @@ def search_command(
         index_name=index_name,
         leaf_model=leaf_model,
         k=k,
+        search_mode=search_mode,
+        vector_weight=vector_weight,
+        fulltext_weight=fulltext_weight,
+        fusion=fusion,
         leaf_backend=leaf_backend,
     )
     retriever = LeafRetriever.from_settings(
@@ -114,7 +131,8 @@ def search_command(
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
         return
     table = Table(
-        title=f"{settings.database}.{settings.collection}: top {len(docs)} for {question!r} ({mode.value})",
+        title=f"{settings.database}.{settings.collection}: top {len(docs)} for {question!r} "
+        f"({settings.search_mode}{'' if settings.search_mode == 'fulltext' else ', ' + mode.value})",
         title_justify="left",
     )
     table.add_column("#", justify="right", style="bold")

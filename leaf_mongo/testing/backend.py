@@ -37,8 +37,8 @@ Handler = Callable[[str, dict[str, Any], int], dict[str, Any]]
 class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, SearchIndexCommands, AggregateCommands):
     """All emulator state and the command handlers (see module docstring)."""
 
-    def __init__(self, index_build_delay: float = 0.0) -> None:
-        super().__init__(index_build_delay)
+    def __init__(self, index_build_delay: float = 0.0, server_version: str = "8.2.0") -> None:
+        super().__init__(index_build_delay, server_version)
         self._retry_replies: dict[tuple[str, int, str], dict[str, Any]] = {}
         self._handlers: dict[str, Handler] = {
             "hello": self._hello,

@@ -22,11 +22,23 @@ class MongoEmulator:
 
     ``index_build_delay`` is how long a search index stays PENDING/BUILDING before
     READY (and how long an update stays BUILDING); a small non-zero value keeps
-    client code honest about waiting, like mongot's asynchronous builds.
+    client code honest about waiting, like mongot's asynchronous builds. ``server_version``
+    (default 8.2.0) makes it answer as an older server would, refusing the stages that server
+    lacks (``$rankFusion`` before 8.1, ``$scoreFusion`` before 8.2).
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, index_build_delay: float = 0.0) -> None:
-        self.backend = Backend(index_build_delay=index_build_delay)
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        index_build_delay: float = 0.0,
+        server_version: str | None = None,
+    ) -> None:
+        self.backend = (
+            Backend(index_build_delay=index_build_delay, server_version=server_version)
+            if server_version
+            else Backend(index_build_delay=index_build_delay)
+        )
         self._server = WireServer(self.backend.execute, host=host, port=port)
         self._host = host
         self._running = False

@@ -22,41 +22,74 @@ from mongomock import helpers as mm_helpers
 from mongomock.aggregate import _parse_expression, process_pipeline
 from mongomock.filtering import filter_applies
 
+from leaf_mongo.testing import fulltext, fusion
+from leaf_mongo.testing.commands.handshake import version_tuple
 from leaf_mongo.testing.commands.search_indexes import list_search_indexes
 from leaf_mongo.testing.errors import CommandError
-from leaf_mongo.testing.state import BackendState, MockCollection, store_key
+from leaf_mongo.testing.state import BackendState, MockCollection, _is_int, store_key
 from leaf_mongo.testing.vector_search import SCORE_FIELD, vector_search
 
 Doc = dict[str, Any]
-SourceStage = Callable[[BackendState, str, MockCollection, Any], list[Doc]]
 Stage = Callable[[BackendState, str, list[Doc], Any], list[Doc]]
 
 
-def _full_text(name: str) -> SourceStage:
-    def refuse(state: BackendState, db: str, coll: MockCollection, spec: Any) -> list[Doc]:
-        raise CommandError(f"{name} (full-text search) is not supported by the leaf-mongo emulator", 238)
-
-    return refuse
+def _search_meta(state: BackendState, db: str, coll: MockCollection, spec: Any, **_: Any) -> list[Doc]:
+    raise CommandError("$searchMeta is not supported by the leaf-mongo emulator", 238)
 
 
-SOURCE_STAGES: dict[str, SourceStage] = {
-    "$vectorSearch": vector_search,
-    "$listSearchIndexes": list_search_indexes,
-    "$search": _full_text("$search"),
-    "$searchMeta": _full_text("$searchMeta"),
+def _vector(
+    state: BackendState, db: str, coll: MockCollection, spec: Any, *, copy_docs: bool = True, **_: Any
+) -> list[Doc]:
+    docs = vector_search(state, db, coll, spec, copy_docs)
+    for d in docs:
+        d[fusion.SCORE_FIELD] = d[SCORE_FIELD]  # {$meta: "score"} reads any search stage's score
+    return docs
+
+
+def _search(state: BackendState, db: str, coll: MockCollection, spec: Any, *, limit: int | None = None,
+            copy_docs: bool = True) -> list[Doc]:  # fmt: skip
+    return fulltext.run_search(spec, state._text_index, db, coll, limit, copy_docs)
+
+
+def _fusion_input(state: BackendState, db: str, coll: MockCollection) -> Callable[[list[Doc]], list[Doc]]:
+    # Input pipelines only select and order: they hand stored documents over uncopied; fusion copies its output.
+    return lambda p: run_pipeline(state, db, coll.name, p, "$rankFusion", copy_docs=False)
+
+
+def _rank_fusion(state: BackendState, db: str, coll: MockCollection, spec: Any, *, limit: int | None = None,
+                 **_: Any) -> list[Doc]:  # fmt: skip
+    return fusion.rank_fusion(spec, _fusion_input(state, db, coll), limit)
+
+
+def _score_fusion(state: BackendState, db: str, coll: MockCollection, spec: Any, **_: Any) -> list[Doc]:
+    return fusion.score_fusion(spec, _fusion_input(state, db, coll))
+
+
+SOURCE_STAGES: dict[str, Callable[..., list[Doc]]] = {
+    "$vectorSearch": _vector,
+    "$listSearchIndexes": lambda state, db, coll, spec, **_: list_search_indexes(state, db, coll, spec),
+    "$search": _search,
+    "$searchMeta": _search_meta,
+    "$rankFusion": _rank_fusion,
+    "$scoreFusion": _score_fusion,
 }
+# Stages the server refuses before a version: "Unrecognized pipeline stage name" (code 40324).
+MIN_VERSION = {"$rankFusion": (8, 1, 0), "$scoreFusion": (8, 2, 0)}
 # Server message for these stages outside position 0: "<name> is only valid as the first stage in a pipeline".
-FIRST_STAGE_ONLY = frozenset(SOURCE_STAGES)
+FIRST_STAGE_ONLY = frozenset({"$vectorSearch", "$listSearchIndexes", "$search", "$searchMeta"})
 # Not allowed in a $lookup sub-pipeline (DOC_STAGE: "You can't use $vectorSearch ... in $lookup or $facet").
-NOT_IN_LOOKUP = frozenset({"$vectorSearch", "$listSearchIndexes"})
+NOT_IN_LOOKUP = frozenset({"$vectorSearch", "$listSearchIndexes", "$rankFusion", "$scoreFusion"})
 # {$meta: <name>} -> hidden field the source stage stores the value in.
-META_FIELDS: dict[str, str] = {"vectorSearchScore": SCORE_FIELD}
+META_FIELDS: dict[str, str] = {**fusion.META_FIELDS, "vectorSearchScore": SCORE_FIELD}
 
 
-def run_pipeline(state: BackendState, db: str, coll_name: Any, pipeline: Any, context: str = "") -> list[Doc]:
+def run_pipeline(
+    state: BackendState, db: str, coll_name: Any, pipeline: Any, context: str = "", copy_docs: bool = True
+) -> list[Doc]:
     """Documents out of ``pipeline`` on ``db.coll_name``, hidden meta fields still attached.
 
-    ``context`` names the enclosing stage (``$lookup``, ``$unionWith``) for sub-pipelines.
+    ``context`` names the enclosing stage (``$lookup``, ``$unionWith``, ``$rankFusion``) for sub-pipelines;
+    ``copy_docs=False`` (fusion input pipelines, which only select and order) skips copying stored documents.
     """
     if not isinstance(pipeline, list):
         raise CommandError("'pipeline' option must be specified as an array", 14)
@@ -64,6 +97,8 @@ def run_pipeline(state: BackendState, db: str, coll_name: Any, pipeline: Any, co
         if not isinstance(stage, dict) or len(stage) != 1:
             raise CommandError("A pipeline stage specification object must contain exactly one field.", 40323)
         name = next(iter(stage))
+        if name in MIN_VERSION and version_tuple(state.server_version) < MIN_VERSION[name]:
+            raise CommandError(f"Unrecognized pipeline stage name: '{name}'", 40324)
         if context == "$lookup" and name in NOT_IN_LOOKUP:
             raise CommandError(f"{name} is not allowed to be used within a $lookup stage", 51047)
         if i > 0 and name in FIRST_STAGE_ONLY:
@@ -72,7 +107,10 @@ def run_pipeline(state: BackendState, db: str, coll_name: Any, pipeline: Any, co
     first = next(iter(pipeline[0])) if pipeline else None
     source = SOURCE_STAGES.get(first) if first is not None else None
     if source is not None:
-        return run_stages(state, db, source(state, db, coll, pipeline[0][first]), pipeline[1:])
+        ahead = pipeline[1].get("$limit") if len(pipeline) > 1 and isinstance(pipeline[1], dict) else None
+        limit = int(ahead) if ahead is not None and _is_int(ahead) and ahead > 0 else None  # what $limit keeps
+        docs = source(state, db, coll, pipeline[0][first], limit=limit, copy_docs=copy_docs)
+        return run_stages(state, db, docs, pipeline[1:])
     if first == "$match":
         spec = mm_helpers.patch_datetime_awareness_in_document(pipeline[0]["$match"])
         docs = [copy.deepcopy(d) for d in coll._iter_documents(spec)]

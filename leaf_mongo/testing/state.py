@@ -22,6 +22,7 @@ from bson import Int64
 from mongomock import helpers as mm_helpers
 
 from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.fulltext import FullTextIndex
 from leaf_mongo.testing.search_index import SearchIndex
 from leaf_mongo.testing.vectors import PathVectors
 
@@ -54,14 +55,17 @@ class BackendState:
     every command is short, so this costs little in tests.
     """
 
-    def __init__(self, index_build_delay: float = 0.0) -> None:
+    def __init__(self, index_build_delay: float = 0.0, server_version: str = "8.2.0") -> None:
         self.index_build_delay = index_build_delay
+        # An older version refuses the stages it lacks ($rankFusion < 8.1, $scoreFusion < 8.2), as it would.
+        self.server_version = server_version
         self._lock = threading.RLock()
         self._client: Any = mongomock.MongoClient()
         self._cursors: dict[int, _Cursor] = {}
         self._cursor_ids = itertools.count(1_000_001)
         self._search_indexes: dict[Namespace, dict[str, SearchIndex]] = {}
         self._vectors: dict[Namespace, dict[str, PathVectors]] = {}
+        self._fulltext: dict[Namespace, dict[str, FullTextIndex]] = {}  # search index name -> tantivy index
 
     def reset(self) -> None:
         """Forget every database, cursor and search index."""
@@ -70,6 +74,7 @@ class BackendState:
             self._cursors.clear()
             self._search_indexes.clear()
             self._vectors.clear()
+            self._fulltext.clear()
 
     def _coll(self, db: str, name: Any) -> MockCollection:
         if not isinstance(name, str) or not name:
@@ -82,21 +87,21 @@ class BackendState:
     # ------------------------------------------------------------------ vector bookkeeping
 
     def _sync(self, ns: Namespace, keys: Iterable[Any]) -> None:
-        """Re-read the given documents into the vector matrices after a write."""
-        stores = self._vectors.get(ns)
+        """Re-read the given documents into the vector matrices and full-text indexes after a write."""
+        stores: list[Any] = [*self._vectors.get(ns, {}).values(), *self._fulltext.get(ns, {}).values()]
         if not stores:
             return
         docs = self._coll(*ns)._store._documents
         for key in keys:
             doc = docs.get(key)
-            for store in stores.values():
+            for store in stores:
                 if doc is None:
                     store.remove(key)
                 else:
                     store.upsert(key, doc)
 
     def _tracked(self, ns: Namespace) -> bool:
-        return bool(self._vectors.get(ns))
+        return bool(self._vectors.get(ns)) or bool(self._fulltext.get(ns))
 
     def _matching_keys(self, coll: MockCollection, query: dict[str, Any], multi: bool) -> list[Any]:
         """Keys of the documents a write will touch (mongomock picks the first match)."""
@@ -130,10 +135,29 @@ class BackendState:
                     store.upsert(key, doc)
         if not stores:
             self._vectors.pop(ns, None)
+        live = self._search_indexes.get(ns, {})
+        texts = self._fulltext.get(ns, {})
+        for name in [n for n in texts if n not in live]:
+            del texts[name]
 
     def _forget_namespace(self, ns: Namespace) -> None:
         self._search_indexes.pop(ns, None)
         self._vectors.pop(ns, None)
+        self._fulltext.pop(ns, None)
+
+    def _text_index(self, db: str, coll: MockCollection, name: str) -> FullTextIndex | None:
+        """The full-text store of a queryable ``search`` index (None: no such index), current with its data."""
+        idx = self._search_indexes.get((db, coll.name), {}).get(name)
+        if idx is None or idx.type != "search":
+            return None
+        if not idx.queryable:
+            raise CommandError(f"cannot query search index {name} while in state {idx.internal_state}", 8)
+        stores = self._fulltext.setdefault((db, coll.name), {})
+        store = stores.get(name)
+        if store is None or store.stale or store.definition != idx.active_normalized:
+            assert idx.active_normalized is not None
+            store = stores[name] = FullTextIndex(idx.active_normalized, coll._store._documents)
+        return store
 
     # ------------------------------------------------------------------ cursors
 

@@ -7,13 +7,13 @@ the pre-filter is checked against the index's ``filter`` paths and operators
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from mongomock import helpers as mm_helpers
 from mongomock.filtering import filter_applies
 
 from leaf_mongo.testing.errors import CommandError, bad_value
+from leaf_mongo.testing.fulltext import copy_doc
 from leaf_mongo.testing.state import BackendState, MockCollection, _is_int
 from leaf_mongo.testing.stored_source import stored_document, stores_anything
 from leaf_mongo.testing.vector_filter import check_filter
@@ -31,7 +31,9 @@ UNSUPPORTED_KEYS = {
 }
 
 
-def vector_search(state: BackendState, db: str, coll: MockCollection, spec: Any) -> list[dict[str, Any]]:
+def vector_search(
+    state: BackendState, db: str, coll: MockCollection, spec: Any, copy_docs: bool = True
+) -> list[dict[str, Any]]:
     """Documents for a ``$vectorSearch`` stage, best first, each carrying its score in ``SCORE_FIELD``."""
     if not isinstance(spec, dict):
         raise CommandError("$vectorSearch must take a nested object", 9)
@@ -111,7 +113,11 @@ def vector_search(state: BackendState, db: str, coll: MockCollection, spec: Any)
         allowed = {key for key, doc in docs.items() if filter_applies(spec_f, doc)}
     out: list[dict[str, Any]] = []
     for key, score in top_k(scores, matrix.keys, limit, allowed):
-        doc = stored_document(docs[key], stored) if return_stored else copy.deepcopy(docs[key])
+        doc = (
+            stored_document(docs[key], stored)
+            if return_stored
+            else (copy_doc(docs[key]) if copy_docs else dict(docs[key]))
+        )
         doc[SCORE_FIELD] = score
         out.append(doc)
     return out

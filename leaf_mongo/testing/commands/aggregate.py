@@ -27,6 +27,7 @@ class AggregateCommands(BackendState):
             target_name = stage.get("$out")
             if isinstance(target_name, str) and self._tracked((db, target_name)):
                 self._vectors.pop((db, target_name), None)
+                self._fulltext.pop((db, target_name), None)
                 self._refresh_vector_stores((db, target_name))
         cursor_opts = cmd.get("cursor") or {}
         return self._cursor_reply(f"{db}.{target}", out, cursor_opts.get("batchSize"))

@@ -56,6 +56,8 @@ class CatalogCommands(BackendState):
             self._forget_namespace(ns)
         for ns in [ns for ns in self._vectors if ns[0] == db]:
             self._vectors.pop(ns, None)
+        for ns in [ns for ns in self._fulltext if ns[0] == db]:
+            self._fulltext.pop(ns, None)
         self._client.drop_database(db)
         return {"dropped": db}
 

@@ -33,8 +33,8 @@ _ZERO_SIGNATURE = {"hash": b"\x00" * 20, "keyId": Int64(0)}  # what an unauthent
 class HandshakeCommands(BackendState):
     """hello/isMaster, buildInfo, serverStatus, hostInfo, ping; the logical clock on every reply."""
 
-    def __init__(self, index_build_delay: float = 0.0) -> None:
-        super().__init__(index_build_delay)
+    def __init__(self, index_build_delay: float = 0.0, server_version: str = SERVER_VERSION) -> None:
+        super().__init__(index_build_delay, server_version)
         self._election_id = ObjectId()
         self._started = time.monotonic()
         self._clock_seconds = 0
@@ -98,8 +98,8 @@ class HandshakeCommands(BackendState):
 
     def _build_info(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         return {
-            "version": SERVER_VERSION,
-            "versionArray": [8, 2, 0, 0],
+            "version": self.server_version,
+            "versionArray": [*version_tuple(self.server_version), 0],
             "gitVersion": "leaf-mongo-emulator",
             "modules": ["leaf-mongo-emulator"],
             "bits": 64,
@@ -110,7 +110,7 @@ class HandshakeCommands(BackendState):
     def _server_status(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         return {
             "host": socket.gethostname(),
-            "version": SERVER_VERSION,
+            "version": self.server_version,
             "process": "leaf-mongo-emulator",
             "pid": Int64(os.getpid()),
             "uptime": float(int(time.monotonic() - self._started)),
@@ -133,3 +133,10 @@ class HandshakeCommands(BackendState):
             "os": {"type": platform.system(), "name": platform.platform(), "version": platform.release()},
             "extra": {"versionString": platform.version()},
         }
+
+
+def version_tuple(text: str) -> tuple[int, int, int]:
+    """``"8.0.4"`` -> (8, 0, 4)."""
+    parts = [int(p) for p in text.split("-")[0].split(".")[:3] if p.isdigit()]
+    parts += [0, 0, 0]
+    return parts[0], parts[1], parts[2]
