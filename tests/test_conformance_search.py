@@ -126,6 +126,17 @@ def test_wildcard_path(fts: Collection[Any]) -> None:
     assert ids(search(fts, {"text": {"query": "colors", "path": {"wildcard": "*"}}})) == [4]
 
 
+def test_wildcard_operator_matches_terms_with_a_constant_score(fts: Collection[Any]) -> None:
+    # Source: SEARCH + "operators-and-collectors/wildcard/" (* matches any characters, ? one character; the query
+    # is not analyzed; allowAnalyzedField must be true to run against an analyzed field).
+    rows = search(fts, {"wildcard": {"query": "fo?", "path": "body", "allowAnalyzedField": True}})
+    assert set(ids(rows)) == {1, 2, 5} and len({r["score"] for r in rows}) == 1
+    everything = search(fts, {"wildcard": {"query": "*", "path": "body", "allowAnalyzedField": True}})
+    assert set(ids(everything)) == {d["_id"] for d in DOCS}
+    with pytest.raises(OperationFailure, match="allowAnalyzedField"):
+        search(fts, {"wildcard": {"query": "fo*", "path": "body"}})
+
+
 def test_fuzzy_is_off_by_default(fts: Collection[Any]) -> None:
     # Source: SEARCH + "operators-and-collectors/text/#fields" (fuzzy is optional; without it terms match
     # exactly after analysis).

@@ -34,10 +34,10 @@ ANALYZERS = (
 SEARCH_KEYS = frozenset(
     {"index", "scoreDetails", "concurrent", "returnStoredSource", "count", "tracking", "highlight", "sort"}
 )
-OPERATORS = frozenset({"text", "phrase", "compound", "equals", "in", "range", "exists"})
+OPERATORS = frozenset({"text", "phrase", "wildcard", "compound", "equals", "in", "range", "exists"})
 UNSUPPORTED_OPERATORS = frozenset(
     {"autocomplete", "embeddedDocument", "geoShape", "geoWithin", "knnBeta", "moreLikeThis", "near",
-     "queryString", "regex", "wildcard", "span", "hasAncestor", "hasRoot", "vectorSearch"}
+     "queryString", "regex", "span", "hasAncestor", "hasRoot", "vectorSearch"}
 )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -166,6 +167,27 @@ class Context:
         if not clauses:
             return {}
         return self._run(tantivy.Query.boolean_query(clauses), LUCENE_BM25_SCALE)
+
+    def _op_wildcard(self, spec: Mapping[str, Any]) -> Matches:
+        """``*`` (any characters), ``?`` (one), ``\\`` escapes; the query is not analyzed and every match scores
+        the same (Lucene's constant-score rewrite). An analyzed field needs ``allowAnalyzedField: true``."""
+        _check_keys(spec, {"query", "path", "allowAnalyzedField", "score"}, "wildcard")
+        allow = spec.get("allowAnalyzedField", False)
+        if not isinstance(allow, bool):
+            raise _err('"wildcard.allowAnalyzedField" must be a boolean')
+        clauses: list[tuple[tantivy.Occur, tantivy.Query]] = []
+        for path in self._paths(spec, "wildcard"):
+            if path not in self.ix.string_paths:
+                continue
+            if self.ix.string_paths[path][0] != "lucene.keyword" and not allow:
+                raise _err(f'"wildcard" on analyzed field "{path}" requires "allowAnalyzedField": true')
+            field = self.ix._field_names[path]
+            for q in self._queries(spec, "wildcard"):
+                regex = tantivy.Query.regex_query(self.ix.schema, field, _wildcard_regex(q))
+                clauses.append((tantivy.Occur.Should, regex))
+        if not clauses:
+            return {}
+        return self._run(tantivy.Query.const_score_query(tantivy.Query.boolean_query(clauses), 1.0), 1.0)
 
     # -- compound
 
@@ -325,6 +347,20 @@ class Context:
         if not indexed:
             return {}
         return self._predicate(path, lambda v: v is not None, f"exists:{path}")
+
+
+def _wildcard_regex(pattern: str) -> str:
+    """A wildcard pattern as the regular expression tantivy matches whole terms with."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if c == "*" else "." if c == "?" else re.escape(c))
+        i += 1
+    return "".join(out)
 
 
 def _check_keys(spec: Mapping[str, Any], allowed: set[str], op: str) -> None:

@@ -28,9 +28,8 @@ from ..utils import CONNECTION_STRING
 
 # Tests not run, with the reason. A key is a test file, a test class (``file::Class``) or a test
 # function (``file::name``, all parametrizations). Tests that skip themselves (no OpenAI key, Atlas
-# only) are listed too, so this is the whole list. Group "needs $search (issue 12)": full-text $search and the hybrid
-# ($search + $vectorSearch) retrievers; the emulator does not implement $search yet.
-NEEDS_SEARCH = "needs $search (issue 12): full-text search is not in the emulator yet"
+# only) are listed too, so this is the whole list. The full-text and hybrid retrievers ($search, $search +
+# $vectorSearch) run: the emulator serves $search.
 NEEDS_LLM = "needs an LLM (OpenAI/Azure/Ollama chat model) over the network"
 SKIPS: dict[str, str] = {
     # --- needs an LLM
@@ -44,20 +43,6 @@ SKIPS: dict[str, str] = {
     # --- auto-embedding with Voyage
     "test_autoembedded_vectorstore.py": "auto-embedding (autoEmbed index fields) needs mongot with a Voyage API key",
     "test_retrievers.py::test_hybrid_retriever_autoembed": "auto-embedding with Voyage (and $search)",
-    # --- needs $search (issue 12)
-    "test_retrievers.py::test_hybrid_retriever": NEEDS_SEARCH,
-    "test_retrievers.py::test_hybrid_retriever_deprecated_top_k": NEEDS_SEARCH,
-    "test_retrievers.py::test_hybrid_retriever_nested": NEEDS_SEARCH,
-    "test_retrievers.py::test_hybrid_search_weighted_rrf": NEEDS_SEARCH,
-    "test_retrievers.py::test_fulltext_retriever": NEEDS_SEARCH,
-    "test_retrievers.py::test_fulltext_retriever_auto_create_index": NEEDS_SEARCH,
-    "test_retrievers.py::test_hybrid_retriever_auto_create_index": NEEDS_SEARCH,
-    "test_retrievers_multi_field.py::test_hybrid_retriever": NEEDS_SEARCH,
-    "test_retrievers_multi_field.py::test_hybrid_retriever_deprecated_top_k": NEEDS_SEARCH,
-    "test_retrievers_multi_field.py::test_hybrid_retriever_nested": NEEDS_SEARCH,
-    "test_retrievers_multi_field.py::test_fulltext_retriever": NEEDS_SEARCH,
-    "test_retrievers_standard.py::TestMongoDBAtlasFullTextSearchRetriever": NEEDS_SEARCH,
-    "test_retrievers_standard.py::TestMongoDBAtlasHybridSearchRetriever": NEEDS_SEARCH,
 }
 
 
