@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from bson.binary import Binary
@@ -42,6 +42,8 @@ class VectorEncoder:
         self.query_mode = query_mode
         self.device = device
         self.cache = open_cache(cache_dir) if cache_dir else None
+        self.pool: Any = None
+        """A sentence-transformers multi-process pool for the teacher (see :mod:`leaf_mongo.parallel`)."""
 
     @property
     def document_model_name(self) -> str:
@@ -78,8 +80,11 @@ class VectorEncoder:
         """Teacher vectors (no prompt), truncated to the spec's dimensions and renormalized."""
 
         def compute(batch: list[str]) -> np.ndarray:
+            pooled: dict[str, Any] = {"pool": self.pool, "chunk_size": batch_size} if self.pool else {}
             return np.asarray(
-                self.teacher.encode(batch, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+                self.teacher.encode(
+                    batch, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False, **pooled
+                )
             )
 
         texts = list(texts)
