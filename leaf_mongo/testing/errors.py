@@ -37,6 +37,7 @@ CODE_NAMES: dict[int, str] = {
     125: "CommandFailed",
     166: "CommandNotSupportedOnView",
     238: "NotImplemented",
+    50768: "NotARetryableWriteCommand",
 }
 
 

@@ -32,7 +32,7 @@ _MORE_TO_COME = 1 << 1
 _HEADER = struct.Struct("<iiii")
 MAX_MESSAGE = 48_000_000 + 16 * 1024
 
-Handler = Callable[[str, dict[str, Any], int], dict[str, Any]]
+Handler = Callable[[str, dict[str, Any], int, str], dict[str, Any]]
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -49,7 +49,7 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
 
 
 class WireServer(MockupDB):  # type: ignore[misc]
-    """A MockupDB that dispatches every command to ``handler(db, command, connection_id)``."""
+    """A MockupDB that dispatches every command to ``handler(db, command, connection_id, local_address)``."""
 
     def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(port=port, request_timeout=int(1e6))
@@ -115,6 +115,7 @@ class WireServer(MockupDB):  # type: ignore[misc]
 
     def _serve(self, client: socket.socket) -> None:
         conn_id = next(self._connection_ids)
+        local = _host_port(client)
         try:
             while not self._stopped:
                 try:
@@ -126,7 +127,7 @@ class WireServer(MockupDB):  # type: ignore[misc]
                 except OSError:
                     break
                 try:
-                    self._dispatch(client, opcode, body, request_id, conn_id)
+                    self._dispatch(client, opcode, body, request_id, conn_id, local)
                 except OSError:
                     break
         finally:
@@ -136,7 +137,9 @@ class WireServer(MockupDB):  # type: ignore[misc]
             with contextlib.suppress(OSError):
                 client.close()
 
-    def _dispatch(self, client: socket.socket, opcode: int, body: bytes, request_id: int, conn_id: int) -> None:
+    def _dispatch(
+        self, client: socket.socket, opcode: int, body: bytes, request_id: int, conn_id: int, local: str
+    ) -> None:
         cls = OPCODES.get(opcode)
         if cls not in (OpMsg, OpQuery):
             raise ConnectionAbortedError(f"unsupported opcode {opcode}")  # legacy opcodes: hang up
@@ -153,9 +156,16 @@ class WireServer(MockupDB):  # type: ignore[misc]
             request.replies({"$err": "legacy OP_QUERY is not supported", "code": 5739101})
             return
         try:
-            reply = self._handler(db, dict(request.doc), conn_id)
+            reply = self._handler(db, dict(request.doc), conn_id, local)
         except Exception as exc:  # noqa: BLE001 - never let a bug drop the connection
             reply = CommandError(f"{type(exc).__name__}: {exc}", 1).to_reply()
         if no_reply:
             return
         request.replies(reply)
+
+
+def _host_port(sock: socket.socket) -> str:
+    """``host:port`` of our end of a connection: the address this client can reach us at."""
+    addr = sock.getsockname()
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,67 @@
+"""Read commands: find, getMore, killCursors, count, distinct (real cursors and batches)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bson import Int64
+from mongomock import helpers as mm_helpers
+
+from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.state import BackendState, _take
+
+
+class ReadCommands(BackendState):
+    def _find(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
+        coll = self._coll(db, cmd["find"])
+        flt = cmd.get("filter") or {}
+        projection = cmd.get("projection") or None
+        sort = list((cmd.get("sort") or {}).items()) or None
+        skip = int(cmd.get("skip") or 0)
+        limit = int(cmd.get("limit") or 0)
+        single = bool(cmd.get("singleBatch")) or limit < 0
+        cursor = coll.find(flt, projection, skip=skip, limit=abs(limit), sort=sort)
+        batch_size = cmd.get("batchSize")
+        if limit and (batch_size is None or abs(limit) < int(batch_size)):
+            batch_size = abs(limit)
+        return self._cursor_reply(f"{db}.{coll.name}", list(cursor), batch_size, single)
+
+    def _get_more(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
+        cid = int(cmd["getMore"] if "getMore" in cmd else cmd["getmore"])
+        cur = self._cursors.get(cid)
+        if cur is None:
+            raise CommandError(f"cursor id {cid} not found", 43)
+        cur.last_used = time.monotonic()
+        batch_size = cmd.get("batchSize")
+        batch, cur.pos = _take(cur.docs, cur.pos, int(batch_size) if batch_size else 0)
+        exhausted = cur.pos >= len(cur.docs)
+        if exhausted:
+            del self._cursors[cid]
+        return {"cursor": {"id": Int64(0 if exhausted else cid), "ns": cur.ns, "nextBatch": batch}}
+
+    def _kill_cursors(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
+        killed, missing = [], []
+        for cid in cmd.get("cursors") or []:
+            if self._cursors.pop(int(cid), None) is not None:
+                killed.append(cid)
+            else:
+                missing.append(cid)
+        return {"cursorsKilled": killed, "cursorsNotFound": missing, "cursorsAlive": [], "cursorsUnknown": []}
+
+    def _count(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
+        coll = self._coll(db, cmd["count"])
+        query = cmd.get("query") or {}
+        if query:
+            spec = mm_helpers.patch_datetime_awareness_in_document(query)
+            n = sum(1 for _ in coll._iter_documents(spec))
+        else:
+            n = len(coll._store._documents)
+        n = max(0, n - int(cmd.get("skip") or 0))
+        if cmd.get("limit"):
+            n = min(n, abs(int(cmd["limit"])))
+        return {"n": n}
+
+    def _distinct(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
+        coll = self._coll(db, cmd["distinct"])
+        return {"values": coll.distinct(cmd["key"], cmd.get("query") or None)}

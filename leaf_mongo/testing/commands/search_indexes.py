@@ -1,0 +1,103 @@
+"""Search-index commands (createSearchIndexes, updateSearchIndex, dropSearchIndex) and ``$listSearchIndexes``."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.search_index import SearchIndex, normalize
+from leaf_mongo.testing.state import BackendState, MockCollection
+
+
+def search_index_by(state: BackendState, db: str, coll: str, cmd: dict[str, Any]) -> SearchIndex:
+    """The index a command names by ``name`` or ``id`` (IndexNotFound otherwise)."""
+    indexes = state._search_indexes.get((db, coll), {})
+    if "name" in cmd:
+        idx = indexes.get(cmd["name"])
+        kind, value = "name", cmd["name"]
+    elif "id" in cmd:
+        idx = next((i for i in indexes.values() if i.id == str(cmd["id"])), None)
+        kind, value = "id", cmd["id"]
+    else:
+        raise CommandError("Expected one of index name or ID", 9)
+    if idx is None:
+        raise CommandError(f"No index with {kind} {value} exists in namespace {db}.{coll}", 27)
+    return idx
+
+
+def list_search_indexes(state: BackendState, db: str, coll: MockCollection, spec: Any) -> list[dict[str, Any]]:
+    """The ``$listSearchIndexes`` stage (first stage only)."""
+    if not isinstance(spec, dict):
+        raise CommandError("$listSearchIndexes requires a document argument", 9)
+    indexes = state._search_indexes.get((db, coll.name), {}).values()
+    out = []
+    for idx in indexes:
+        if "name" in spec and spec["name"] != idx.name:
+            continue
+        if "id" in spec and str(spec["id"]) != idx.id:
+            continue
+        out.append(idx.to_document())
+    return out
+
+
+class SearchIndexCommands(BackendState):
+    def _create_search_indexes(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
+        name = cmd["createSearchIndexes"]
+        specs = cmd.get("indexes")
+        if not isinstance(specs, list) or not specs:
+            raise CommandError('"indexes" must be a non-empty array', 9)
+        parsed = []
+        for spec in specs:
+            index_name = spec.get("name", "default")
+            index_type = spec.get("type", "search")
+            definition = spec.get("definition")
+            if definition is None:
+                raise CommandError('"definition" is required', 9)
+            parsed.append((index_name, index_type, definition, normalize(index_type, definition)))
+        existing = self._search_indexes.get((db, name), {})
+        for index_name, index_type, _, normalized in parsed:
+            old = existing.get(index_name)
+            if old is not None and (old.type != index_type or old.normalized != normalized):
+                raise CommandError(
+                    f"Index {index_name} already exists with a different definition. Drop it first if needed.",
+                    68,
+                )
+        if not self._exists(db, name):
+            self._client[db].create_collection(name)
+        indexes = self._search_indexes.setdefault((db, name), {})
+        created = []
+        for index_name, index_type, definition, normalized in parsed:
+            if index_name not in indexes:
+                indexes[index_name] = SearchIndex(
+                    name=index_name,
+                    type=index_type,
+                    definition=copy.deepcopy(definition),
+                    normalized=normalized,
+                    build_delay=self.index_build_delay,
+                )
+            created.append({"id": indexes[index_name].id, "name": index_name})
+        self._refresh_vector_stores((db, name))
+        return {"indexesCreated": created}
+
+    def _update_search_index(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
+        name = cmd["updateSearchIndex"]
+        idx = search_index_by(self, db, name, cmd)
+        definition = cmd.get("definition")
+        if definition is None:
+            raise CommandError('"definition" is required', 9)
+        index_type = cmd.get("type", idx.type)
+        if index_type != idx.type:
+            raise CommandError(f"Cannot change the type of index {idx.name} from {idx.type} to {index_type}", 2)
+        idx.update(definition, normalize(idx.type, definition))
+        self._refresh_vector_stores((db, name))
+        return {}
+
+    def _drop_search_index(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
+        name = cmd["dropSearchIndex"]
+        if not self._exists(db, name):
+            raise CommandError(f"Collection '{db}.{name}' does not exist.", 26)
+        idx = search_index_by(self, db, name, cmd)
+        del self._search_indexes[(db, name)][idx.name]
+        self._refresh_vector_stores((db, name))
+        return {}

@@ -1,0 +1,197 @@
+"""Emulator state shared by every command handler, and the plumbing they all use.
+
+mongomock supplies storage, query matching and update operators; what sits on top
+of it lives here: real cursors (batches, ``getMore``), the per-path vector
+matrices kept in step with every write, and the mapping of Python failures to
+per-document write errors. Command handlers are mixins over :class:`BackendState`
+(``leaf_mongo.testing.commands``); the search engines are functions taking it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import bson
+import mongomock
+from bson import Int64
+from mongomock import helpers as mm_helpers
+
+from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.search_index import SearchIndex
+from leaf_mongo.testing.vectors import PathVectors
+
+MAX_BSON_SIZE = 16 * 1024 * 1024
+MAX_BATCH_BYTES = MAX_BSON_SIZE - 64 * 1024
+CURSOR_IDLE_SECONDS = 600.0  # like mongod's cursorTimeoutMillis default
+
+Namespace = tuple[str, str]
+# mongomock ships pymongo-shaped stubs that do not describe its internals (_store, _iter_documents).
+MockCollection = Any
+
+
+def store_key(_id: Any) -> Any:
+    """Key mongomock uses for a document in its store (dicts are not hashable)."""
+    return mm_helpers.hashdict(_id) if isinstance(_id, dict) else _id
+
+
+@dataclass
+class _Cursor:
+    ns: str
+    docs: list[dict[str, Any]]
+    pos: int
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class BackendState:
+    """Databases (mongomock), cursors, search indexes and vector matrices, behind one lock.
+
+    One re-entrant lock serializes commands because mongomock is not thread-safe;
+    every command is short, so this costs little in tests.
+    """
+
+    def __init__(self, index_build_delay: float = 0.0) -> None:
+        self.index_build_delay = index_build_delay
+        self._lock = threading.RLock()
+        self._client: Any = mongomock.MongoClient()
+        self._cursors: dict[int, _Cursor] = {}
+        self._cursor_ids = itertools.count(1_000_001)
+        self._search_indexes: dict[Namespace, dict[str, SearchIndex]] = {}
+        self._vectors: dict[Namespace, dict[str, PathVectors]] = {}
+
+    def reset(self) -> None:
+        """Forget every database, cursor and search index."""
+        with self._lock:
+            self._client = mongomock.MongoClient()
+            self._cursors.clear()
+            self._search_indexes.clear()
+            self._vectors.clear()
+
+    def _coll(self, db: str, name: Any) -> MockCollection:
+        if not isinstance(name, str) or not name:
+            raise CommandError(f"collection name has invalid type {type(name).__name__}", 73)
+        return self._client[db][name]
+
+    def _exists(self, db: str, name: str) -> bool:
+        return name in self._client[db].list_collection_names()
+
+    # ------------------------------------------------------------------ vector bookkeeping
+
+    def _sync(self, ns: Namespace, keys: Iterable[Any]) -> None:
+        """Re-read the given documents into the vector matrices after a write."""
+        stores = self._vectors.get(ns)
+        if not stores:
+            return
+        docs = self._coll(*ns)._store._documents
+        for key in keys:
+            doc = docs.get(key)
+            for store in stores.values():
+                if doc is None:
+                    store.remove(key)
+                else:
+                    store.upsert(key, doc)
+
+    def _tracked(self, ns: Namespace) -> bool:
+        return bool(self._vectors.get(ns))
+
+    def _matching_keys(self, coll: MockCollection, query: dict[str, Any], multi: bool) -> list[Any]:
+        """Keys of the documents a write will touch (mongomock picks the first match)."""
+        if set(query) == {"_id"} and not isinstance(query["_id"], dict):
+            key = store_key(query["_id"])
+            return [key] if key in coll._store._documents else []
+        spec = mm_helpers.patch_datetime_awareness_in_document(query)
+        keys: list[Any] = []
+        for doc in coll._iter_documents(spec):
+            keys.append(store_key(doc["_id"]))
+            if not multi:
+                break
+        return keys
+
+    def _refresh_vector_stores(self, ns: Namespace) -> None:
+        """Create stores for newly indexed paths (scanning once), drop unused ones."""
+        wanted: set[str] = set()
+        for idx in self._search_indexes.get(ns, {}).values():
+            if idx.type == "vectorSearch":
+                wanted |= idx.all_vector_paths()
+        stores = self._vectors.setdefault(ns, {})
+        for path in list(stores):
+            if path not in wanted:
+                del stores[path]
+        new = [p for p in wanted if p not in stores]
+        if new:
+            docs = self._coll(*ns)._store._documents
+            for path in new:
+                store = stores[path] = PathVectors(path)
+                for key, doc in docs.items():
+                    store.upsert(key, doc)
+        if not stores:
+            self._vectors.pop(ns, None)
+
+    def _forget_namespace(self, ns: Namespace) -> None:
+        self._search_indexes.pop(ns, None)
+        self._vectors.pop(ns, None)
+
+    # ------------------------------------------------------------------ cursors
+
+    def _reap_cursors(self) -> None:
+        now = time.monotonic()
+        for cid in [c for c, cur in self._cursors.items() if now - cur.last_used > CURSOR_IDLE_SECONDS]:
+            del self._cursors[cid]
+
+    def _cursor_reply(
+        self, ns: str, docs: Iterable[Any], batch_size: Any, single_batch: bool = False
+    ) -> dict[str, Any]:
+        docs = list(docs)
+        limit = 101 if batch_size is None else int(batch_size)
+        batch, pos = _take(docs, 0, limit)
+        cursor_id = 0
+        if pos < len(docs) and not single_batch:
+            self._reap_cursors()
+            cursor_id = next(self._cursor_ids)
+            self._cursors[cursor_id] = _Cursor(ns, docs, pos)
+        return {"cursor": {"id": Int64(cursor_id), "ns": ns, "firstBatch": batch}}
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _is_int(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+def _take(docs: list[dict[str, Any]], start: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """Next batch from ``start`` (``limit`` docs, 0 = unlimited), capped at 16 MiB like the server."""
+    end, size, n = start, 0, len(docs)
+    while end < n:
+        size += len(bson.encode(docs[end]))
+        end += 1
+        if (limit and end - start >= limit) or size >= MAX_BATCH_BYTES:
+            break
+    return docs[start:end], end
+
+
+def _fmt(value: Any) -> str:
+    return repr(value) if not isinstance(value, str) else f'"{value}"'
+
+
+def _dup_msg(exc: Exception) -> str:
+    msg = str(exc)
+    return msg if "E11000" in msg else f"E11000 duplicate key error: {msg}"
+
+
+def _write_error(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, CommandError):
+        return {"code": exc.code, "errmsg": exc.errmsg}
+    if isinstance(exc, mongomock.DuplicateKeyError):
+        return {"code": 11000, "errmsg": _dup_msg(exc)}
+    if isinstance(exc, mongomock.OperationFailure):
+        return {"code": exc.code or 2, "errmsg": str(exc)}
+    if isinstance(exc, NotImplementedError):
+        return {"code": 238, "errmsg": f"not supported by the leaf-mongo emulator: {exc}"}
+    return {"code": 2, "errmsg": f"{type(exc).__name__}: {exc}"}
