@@ -66,7 +66,7 @@ def stored(client: MongoClient, db: str) -> dict[str, dict[str, Any]]:
 
 def test_windows_match_the_whole_file(tmp_path: Path, tiny: str, mongo_uri: str, db_name: str,
                                       mongo_client: MongoClient) -> None:  # fmt: skip
-    path = write_jsonl(tmp_path / "c" / "corpus.jsonl.gz", records(700))
+    path = write_jsonl(tmp_path / "c" / "corpus.jsonl.gz", records(300))
     settings = settings_for(mongo_uri, db_name, tiny)
     report = ingest([path.parent], settings)
 
@@ -74,7 +74,7 @@ def test_windows_match_the_whole_file(tmp_path: Path, tiny: str, mongo_uri: str,
     chunker = Chunker.for_model(load_model(tiny), settings.chunk_size, settings.chunk_overlap)
     whole = chunker.chunk(load(file), "jsonl")
     assert report.chunks_written == report.chunks_encoded == len(whole) > 10 * settings.window_size
-    assert report.records_read == 700 and report.records_skipped == 0
+    assert report.records_read == 300 and report.records_skipped == 0
     docs = stored(mongo_client, db_name)
     h = file_hash(path)
     assert set(docs) == {chunk_id(path.name, c.index, h) for c in whole}
@@ -117,14 +117,14 @@ def test_parquet_gives_the_same_chunks_as_jsonl(tmp_path: Path, tiny: str, mongo
                                                 mongo_client: MongoClient) -> None:  # fmt: skip
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
-    recs = records(300, seed=5)
+    recs = records(120, seed=5)
     write_jsonl(tmp_path / "j" / "c.jsonl", recs)
     (tmp_path / "p").mkdir()
     pq.write_table(pa.Table.from_pylist(recs), tmp_path / "p" / "c.parquet", row_group_size=64)
     settings = settings_for(mongo_uri, db_name, tiny)
     a = ingest([tmp_path / "j"], settings, collection="j")
     b = ingest([tmp_path / "p"], settings, collection="p")
-    assert a.chunks_written == b.chunks_written > 300
+    assert a.chunks_written == b.chunks_written > 120
     key = lambda d: (d["chunk"], d["text"], d["record_id"])  # noqa: E731
     ja = sorted(key(d) for d in mongo_client[db_name]["j"].find())
     pb = sorted(key(d) for d in mongo_client[db_name]["p"].find())
@@ -140,11 +140,11 @@ def test_length_batches_sort_longest_first() -> None:
 
 def test_corrupt_gzip_mid_file_leaves_the_old_version(tmp_path: Path, tiny: str, mongo_uri: str, db_name: str,
                                                       mongo_client: MongoClient) -> None:  # fmt: skip
-    path = write_jsonl(tmp_path / "c" / "corpus.jsonl.gz", records(200))
+    path = write_jsonl(tmp_path / "c" / "corpus.jsonl.gz", records(60))
     settings = settings_for(mongo_uri, db_name, tiny)
     ingest([path.parent], settings)
     before = stored(mongo_client, db_name)
-    data = gzip.compress("".join(json.dumps(r) + "\n" for r in records(400, seed=9)).encode())
+    data = gzip.compress("".join(json.dumps(r) + "\n" for r in records(300, seed=9)).encode())
     path.write_bytes(data[: len(data) * 3 // 4])  # truncated download
     report = ingest([path.parent], settings)
     assert report.files_ingested == [] and "gzip" in report.files_skipped[0]["reason"]

@@ -12,6 +12,7 @@ index scan does.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -67,8 +68,6 @@ class IdIndexedCollection(mongomock.Collection):  # type: ignore[misc]
             if doc is not None and filter_applies({"_id": value}, doc):
                 hits.append(doc)
         if len(hits) > 1:
-            try:
+            with contextlib.suppress(TypeError):  # mixed _id types: keep the query's order
                 hits.sort(key=lambda d: d["_id"])
-            except TypeError:  # mixed _id types: keep the query's order
-                pass
         return iter(hits)
