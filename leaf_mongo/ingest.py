@@ -75,6 +75,17 @@ class IngestReport:
     dry_run: bool = False
     namespace: str = ""
 
+    def to_state(self) -> dict[str, Any]:
+        """What a remote reader found (Ray path), for :meth:`merge_state` in the driver."""
+        keys = ("files_ingested", "files_skipped", "records_read", "records_skipped")
+        return {k: getattr(self, k) for k in keys}
+
+    def merge_state(self, state: dict[str, Any]) -> None:
+        self.files_ingested += state["files_ingested"]
+        self.files_skipped += state["files_skipped"]
+        self.records_read += state["records_read"]
+        self.records_skipped += state["records_skipped"]
+
     @property
     def chunks_per_second(self) -> float:
         return self.chunks_written / self.seconds if self.seconds else 0.0
@@ -332,6 +343,11 @@ class Ingestor:
     def _ingest_files(self, todo: list[tuple[SourceFile, str]], report: IngestReport) -> None:
         chunker = self._chunker()
         jobs = self._jobs(todo, chunker)
+        if self.settings.ray:
+            from leaf_mongo.ray_ingest import ingest_with_ray
+
+            ingest_with_ray(self, jobs, report, None if self.settings.ray == "local" else self.settings.ray)
+            return
         writer = Writer(self.collection, report, self.settings.write_batch_size, self._finalize)
         reader = WindowReader(
             chunker,

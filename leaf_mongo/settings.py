@@ -65,6 +65,7 @@ class LeafMongoSettings(BaseSettings):
         4096, ge=1, description="Chunks read, length-sorted and encoded together (bounds memory on record corpora)"
     )
     workers: int | None = Field(None, ge=1, description="CPU encoder processes (sentence-transformers pool)")
+    ray: str | None = Field(None, description="Ingest on Ray: a cluster address, 'auto', or 'local' to start one")
     devices: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Encoder devices, one process each (cuda:0,cuda:1); overrides workers"
     )
