@@ -265,7 +265,6 @@ class Ingestor:
         )
         files = [f for f in found if isinstance(f, SourceFile)]
         report.files_skipped = [{"path": s.path, "reason": s.reason} for s in found if isinstance(s, SkippedFile)]
-        self.on_event("scan", {"files": len(files), "skipped": len(report.files_skipped)})
 
         known = (
             {}
@@ -284,6 +283,11 @@ class Ingestor:
                 report.files_unchanged.append(f.relpath)
             else:
                 todo.append((f, h))
+        self.on_event(
+            "scan",
+            {"files": len(todo), "skipped": len(report.files_skipped), "unchanged": len(report.files_unchanged),
+             "bytes": sum(f.size for f, _ in todo)},
+        )  # fmt: skip
 
         if dry_run:
             report.files_ingested = [f.relpath for f, _ in todo]

@@ -12,6 +12,7 @@ last checkpoint are encoded again (at most a window; the upserts make that harml
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -99,6 +100,7 @@ def ingest_with_ray(ingestor: Ingestor, jobs: list[FileJob], report: IngestRepor
     """Run the jobs through a Ray Data pipeline; the driver writes (see the module docstring)."""
     ray = _ray()
     settings, spec = ingestor.settings, ingestor.spec
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # keeps --json output clean
     if not ray.is_initialized():
         ray.init(address=address or None, log_to_driver=False, configure_logging=False)
     ctx = ray.data.DataContext.get_current()
