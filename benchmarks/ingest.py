@@ -1,6 +1,7 @@
 """Ingest efficiency: how close ingest comes to the teacher's raw encode speed, re-run cost, bytes per vector.
 
     python benchmarks/ingest.py [--teacher PATH] [--docs 200] [--scifact ../shared/data/scifact]
+    python benchmarks/ingest.py --records 10000 100000 | --kill 20000 | --workers 2 | --ray   (ingest_scale.py)
 
 - throughput ratio = (chunks / ingest seconds) / (chunks / raw ``teacher.encode`` seconds) on the same chunks,
   both with the model already loaded; ingest includes reading, hashing, chunking, BSON conversion, writing to
@@ -50,7 +51,25 @@ def main() -> int:
     ap.add_argument("--docs", type=int, default=200)
     ap.add_argument("--scifact", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/scifact")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--records", type=int, nargs="+", help="peak RSS on synthetic corpora of these sizes")
+    ap.add_argument("--kill", type=int, metavar="RECORDS", help="SIGKILL at ~50 %% of a record file and re-run")
+    ap.add_argument("--workers", type=int, help="1 vs this many CPU encoder processes")
+    ap.add_argument("--ray", action="store_true", help="the Ray path on a local 2-CPU instance")
     args = ap.parse_args()
+    if args.records or args.kill or args.workers or args.ray:
+        from benchmarks import ingest_scale
+
+        if args.records:
+            name, result = "ingest_memory", ingest_scale.memory(args.records)
+        elif args.kill:
+            name, result = "ingest_resume", ingest_scale.kill_and_resume(args.kill)
+        elif args.workers:
+            name, result = "ingest_workers", ingest_scale.workers(args.workers, args.scifact, args.docs, args.teacher)
+        else:
+            name, result = "ingest_ray", ingest_scale.ray_path(args.scifact, args.docs, args.teacher)
+        print(json.dumps(result, indent=2))
+        print(f"-> {write_result(name, result)}")
+        return 0
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "docs" / "corpus.jsonl"
@@ -79,7 +98,7 @@ def main() -> int:
             ingestor.close()
 
     chunks = report.chunks_written
-    assert chunks == len(texts), (chunks, len(texts))
+    assert chunks == len(texts) == report.chunks_encoded, (chunks, len(texts))
     assert rerun.chunks_written == 0
     ratio = (chunks / report.seconds) / (chunks / raw_seconds)
     speedup = report.seconds / rerun.seconds
@@ -101,6 +120,7 @@ def main() -> int:
         "ingest_encode_seconds": round(report.encode_seconds, 2),
         "ingest_chunks_per_second": round(chunks / report.seconds, 2),
         "throughput_ratio": round(ratio, 3),
+        "window_size": settings.window_size,
         "rerun_seconds": round(rerun.seconds, 4),
         "rerun_speedup": round(speedup, 1),
         "bytes_per_vector_768": sizes,
