@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 _GROUP_RECORDS = 256
 """Records chunked together (the chunker tokenizes in batches); a window ends on a group boundary."""
 _GROUP_BYTES = 4 << 20
+_NONE = object()
 _MAX_BAD_REPORTED = 20
 """Bad records reported one by one per file; the rest are counted."""
 
@@ -308,13 +309,14 @@ class WindowEncoder:
             self.on_event("file_done", {"path": job.file.relpath, "chunks": job.chunks})
 
     def _missing(self, window: Window) -> list[dict[str, Any]]:
-        """The window's chunks minus those a killed run already wrote (only files being resumed)."""
-        resumed = {j.file.relpath for j in window.jobs if j.resumed}
-        if not resumed:
-            return window.docs
-        ids = [d["_id"] for d in window.docs if d["source"] in resumed]
-        have = {d["_id"] for d in self.collection.find({"_id": {"$in": ids}}, {"_id": 1})} if ids else set()
-        return [d for d in window.docs if d["_id"] not in have]
+        """The window's chunks minus those a killed run already wrote: same id (so same file version and chunk
+        number) and same text. One ``_id`` query per window, so a re-run never encodes a stored chunk again."""
+        if not window.docs:
+            return []
+        field = self.spec.text_field
+        ids = [d["_id"] for d in window.docs]
+        have = {d["_id"]: d.get(field) for d in self.collection.find({"_id": {"$in": ids}}, {field: 1})}
+        return [d for d in window.docs if have.get(d["_id"], _NONE) != d[field]]
 
     def _encode_and_send(self, batches: list[list[dict[str, Any]]]) -> None:
         t0 = time.perf_counter()
