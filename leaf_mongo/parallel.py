@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,28 @@ if TYPE_CHECKING:
     from leaf_mongo.settings import LeafMongoSettings
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+# The pool's workers block on their queue forever if this process is SIGKILLed (nothing tells them), so a tiny
+# watcher process kills them once this one is gone: a killed ingest leaves no model-holding orphans behind.
+_REAPER = """
+import os, signal, sys, time
+parent, pids = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+while alive(parent) and os.getppid() == parent:
+    time.sleep(0.5)
+for pid in pids:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
 
 
 def pool_devices(settings: LeafMongoSettings) -> list[str]:
@@ -46,9 +70,13 @@ def encoder_pool(encoder: VectorEncoder, devices: list[str]) -> Iterator[None]:
                 os.environ.pop(v, None)
             else:
                 os.environ[v] = old
+    pids = [str(p.pid) for p in pool["processes"]]
+    reaper = subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid()), *pids], start_new_session=True)
     encoder.pool = pool
     try:
         yield
     finally:
         encoder.pool = None
         model.stop_multi_process_pool(pool)
+        reaper.kill()
+        reaper.wait()
