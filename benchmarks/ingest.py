@@ -51,6 +51,7 @@ def main() -> int:
     ap.add_argument("--docs", type=int, default=200)
     ap.add_argument("--scifact", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/scifact")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--name", default="ingest", help="results/<name>.json")
     ap.add_argument("--records", type=int, nargs="+", help="peak RSS on synthetic corpora of these sizes")
     ap.add_argument("--kill", type=int, metavar="RECORDS", help="SIGKILL at ~50 %% of a record file and re-run")
     ap.add_argument("--workers", type=int, help="1 vs this many CPU encoder processes")
@@ -125,7 +126,7 @@ def main() -> int:
         "rerun_speedup": round(speedup, 1),
         "bytes_per_vector_768": sizes,
     }
-    path = write_result("ingest", result)
+    path = write_result(args.name, result)
     print(json.dumps(result, indent=2))
     print(f"\nthroughput ratio {ratio:.3f} (target >= 0.9); re-run {speedup:.0f}x faster (target >= 50x); -> {path}")
     return 0
