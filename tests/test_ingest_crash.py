@@ -80,7 +80,9 @@ def test_sigkill_at_any_point_converges(tmp_path: Path, mongo_uri: str, db_name:
     base = {**os.environ, "LEAF_MONGO_URI": mongo_uri, "LEAF_MONGO_COLLECTION": "docs",
             "LEAF_MONGO_TEACHER_MODEL": minilm_path, "LEAF_MONGO_LEAF_MODEL": minilm_path,
             "LEAF_MONGO_QUERY_PROMPT": "", "LEAF_MONGO_CHUNK_SIZE": "64", "LEAF_MONGO_CHUNK_OVERLAP": "8",
-            "LEAF_MONGO_BATCH_SIZE": "8", "LEAF_MONGO_WRITE_BATCH_SIZE": "5"}  # fmt: skip
+            "LEAF_MONGO_BATCH_SIZE": "8", "LEAF_MONGO_WRITE_BATCH_SIZE": "5",
+            # Small windows, so files are finalized one after another while later ones are still encoding.
+            "LEAF_MONGO_WINDOW_SIZE": "16"}  # fmt: skip
 
     ref_db = f"{db_name}_ref"
     try:
