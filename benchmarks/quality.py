@@ -52,7 +52,8 @@ def _minilm() -> str:
 
 
 def _key(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(row.get(k) for k in ("mode", "doc_model", "query_model", "dimensions", "dtype", "quantization"))
+    keys = ("mode", "doc_model", "query_model", "query_backend", "dimensions", "dtype", "quantization")
+    return tuple(row.get(k, "torch" if k == "query_backend" else None) for k in keys)
 
 
 def main() -> int:
@@ -72,6 +73,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "quality.json")
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--merge", action="store_true", help="keep earlier rows this run does not redo")
+    ap.add_argument("--leaf-backend", default="torch", help="query-side backend (torch, onnx, onnx-int8, openvino...)")
+    ap.add_argument("--threads", type=int, default=None, help="onnx/openvino threads (default: the runtime's)")
     args = ap.parse_args()
 
     leaf = args.leaf_model or _minilm()
@@ -80,6 +83,8 @@ def main() -> int:
         teacher_model=args.teacher_model,
         leaf_model=leaf,
         query_prompt=args.query_prompt,
+        leaf_backend=args.leaf_backend,
+        backend_threads=args.threads,
         embedding_cache=os.environ.get("LEAF_MONGO_EMBEDDING_CACHE") or DEFAULT_CACHE,
     )
     int8: Any = None

@@ -125,16 +125,22 @@ def spec_for(leaf: str, teacher: str, dims: int, dtype: str = "float32") -> Vect
 # ---------------------------------------------------------------------------------------------- 1. encoding
 
 
-def bench_encoding(name: str, model: str, dims: int, queries: list[str], warmup: int = 20) -> dict[str, Any]:
-    encoder = VectorEncoder(spec_for(model, model, dims))
+def bench_encoding(
+    name: str, model: str, dims: int, queries: list[str], backend: str = "torch", threads: int = 1, warmup: int = 20
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Batch-1 query encoding through ``VectorEncoder`` on one backend; returns the figures and the vectors."""
+    encoder = VectorEncoder(spec_for(model, model, dims), leaf_backend=backend, threads=threads or None)
     for q in queries[:warmup]:
-        encoder.query_vector(q)
-    times = []
+        encoder.query_vector(q)  # the first call of a new backend exports it (once, cached on disk)
+    times, vectors = [], []
     for q in queries:
         t0 = time.perf_counter()
-        encoder.query_vector_from_embedding(encoder.embed_queries([q])[0])
+        emb = encoder.embed_queries([q])[0]
+        encoder.query_vector_from_embedding(emb)
         times.append(time.perf_counter() - t0)
-    return {"model": name, "path": model, "dimensions": dims, "queries": len(queries), **ms(times)}
+        vectors.append(emb)
+    row = {"model": name, "backend": backend, "path": model, "dimensions": dims, "queries": len(queries), **ms(times)}
+    return row, np.stack(vectors)
 
 
 # ---------------------------------------------------------------------------------------------- 2. overhead
@@ -302,6 +308,10 @@ def main() -> None:
     parser.add_argument(
         "--leaf-model", default=None, help="query model to time (default all-MiniLM-L6-v2; e.g. a distilled folder)"
     )
+    parser.add_argument(
+        "--backends", default="torch", help="leaf backends to time, comma-separated (torch,onnx,onnx-int8,openvino,...)"
+    )
+    parser.add_argument("--no-overhead", action="store_true", help="encoding only (skip the retriever overhead part)")
     args = parser.parse_args()
     if args.queries < 300:
         parser.error("--queries must be >= 300 for a meaningful p99")
@@ -323,11 +333,22 @@ def main() -> None:
     leaf_name = "all-MiniLM-L6-v2" if args.leaf_model is None else Path(leaf).name
     print(f"{len(queries)} SciFact train queries; leaf {leaf}; teacher {teacher}", file=sys.stderr)
 
-    encoding = [
-        bench_encoding(f"{leaf_name} (leaf)", leaf, leaf_dims, queries),
-        bench_encoding("all-mpnet-base-v2 (teacher)", teacher, 768, queries),
-    ]
-    speedup = encoding[1]["median_ms"] / encoding[0]["median_ms"]
+    # One run, side by side: every leaf backend and the torch teacher on the same queries (the machine is noisy,
+    # so ratios are only meaningful within one run). Cosine = each backend's vector against torch's.
+    encoding, reference = [], None
+    for backend in ["torch", *[b for b in args.backends.split(",") if b and b != "torch"]]:
+        row, vectors = bench_encoding(f"{leaf_name} (leaf)", leaf, leaf_dims, queries, backend, args.threads)
+        if reference is None:
+            reference = vectors
+        cos = (vectors * reference).sum(1)
+        row["cosine_to_torch"] = {"mean": round(float(cos.mean()), 6), "min": round(float(cos.min()), 6)}
+        encoding.append(row)
+        print(f"leaf {backend}: {row['median_ms']:.2f} ms median", file=sys.stderr)
+    teacher_row, _ = bench_encoding("all-mpnet-base-v2 (teacher)", teacher, 768, queries, "torch", args.threads)
+    encoding.append(teacher_row)
+    fastest = min(encoding[:-1], key=lambda r: r["median_ms"])
+    speedup = teacher_row["median_ms"] / encoding[0]["median_ms"]
+    fastest_speedup = teacher_row["median_ms"] / fastest["median_ms"]
 
     # Chunk texts are real SciFact abstracts (they are what the retriever turns into Documents); their
     # vectors are random unit vectors: the overhead does not depend on which documents rank first, and
@@ -339,8 +360,10 @@ def main() -> None:
 
     overhead: list[dict[str, Any]] = []
     with MongoEmulator(port=0) as emulator:
+        if args.no_overhead:
+            args.dtypes = ""
         client: Any = MongoClient(emulator.uri)
-        for dtype in args.dtypes.split(","):
+        for dtype in [d for d in args.dtypes.split(",") if d]:
             spec = spec_for(leaf, leaf, leaf_dims, dtype)
             coll = build_collection(client, dtype, texts, doc_emb, spec)
             row = {"dtype": dtype, "docs": len(texts), **bench_overhead(coll, queries, args.k)}
@@ -359,6 +382,8 @@ def main() -> None:
         "queries": "SciFact queries with ids in qrels/train.tsv (test ids excluded)",
         "encoding": encoding,
         "teacher_over_leaf_median": round(speedup, 2),
+        "fastest_leaf_backend": fastest["backend"],
+        "teacher_over_fastest_leaf_median": round(fastest_speedup, 2),
         "overhead_target_ms": 1.0,
         "overhead": overhead,
     }
@@ -366,10 +391,12 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"\nQuery encoding at batch 1 ({len(queries)} train queries, {machine()['torch_threads']} torch threads)")
-    print(f"{'model':32} {'median ms':>10} {'p99 ms':>10}")
+    print(f"{'model':32} {'backend':14} {'median ms':>10} {'p99 ms':>10} {'cos to torch':>13}")
     for e in encoding:
-        print(f"{e['model']:32} {e['median_ms']:>10.2f} {e['p99_ms']:>10.2f}")
-    print(f"teacher / leaf median: {speedup:.1f}x")
+        cos = e.get("cosine_to_torch", {}).get("min")
+        shown = f"{cos:.5f}" if cos is not None else "-"
+        print(f"{e['model']:32} {e['backend']:14} {e['median_ms']:>10.2f} {e['p99_ms']:>10.2f} {shown:>13}")
+    print(f"teacher / leaf median: {speedup:.1f}x (torch), {fastest_speedup:.1f}x ({fastest['backend']})")
     print(f"\nLeafRetriever overhead, k={args.k}, {args.docs} chunks in the emulator (ms, medians)")
     header = ("dtype", "invoke", "encode", "round trip", "overhead", "paired", "paired p99", "async", "async inline")
     print("{:8} {:>8} {:>8} {:>11} {:>9} {:>8} {:>11} {:>8} {:>13}".format(*header))

@@ -44,7 +44,9 @@ def main() -> int:
     chunker = Chunker.for_model(encoder.teacher, settings.chunk_size, settings.chunk_overlap)
     files = [f for f in discover(args.paths) if isinstance(f, SourceFile)]
     texts = sorted({c.text for f in files for c in chunker.chunk(load(f), f.format)}, key=len, reverse=True)
-    cached = open_cache(args.cache).get_many(encoder.document_model_name, "", texts)  # the encoder's cache, same key
+    cached = open_cache(args.cache).get_many(
+        encoder.cache_model_key, encoder.spec.document_prompt, texts
+    )  # the encoder's cache, same key
     missing = [t for t, v in zip(texts, cached, strict=True) if v is None]
     print(f"{len(texts)} chunks, {len(texts) - len(missing)} cached, {len(missing)} to encode", flush=True)
     start = time.perf_counter()

@@ -1,9 +1,10 @@
 """The teacher/leaf pair as a LangChain ``Embeddings``, so it plugs into any LangChain vector store.
 
-Documents go through the teacher (no prompt) and queries through the leaf model (with the spec's query
-prompt), both truncated to the spec's dimensions and renormalized, exactly as leaf-mongo's own ingest and
-retriever do. Vectors are returned as float lists because that is what vector stores take; quantized
-BSON storage (int8, packed bits) needs :class:`leaf_mongo.retriever.LeafRetriever` instead.
+Documents go through the teacher (``encode_document``, the spec's document prompt) and queries through the leaf
+model (``encode_query``, the spec's query prompt), both truncated to the spec's dimensions and renormalized,
+exactly as leaf-mongo's own ingest and retriever do. Vectors are returned as float lists because that is what
+vector stores take; quantized BSON storage (int8, packed bits) needs
+:class:`leaf_mongo.retriever.LeafRetriever` instead.
 """
 
 from __future__ import annotations
@@ -45,10 +46,14 @@ class LeafEmbeddings(Embeddings):
         query_mode: QueryMode = "asymmetric",
         device: str | None = None,
         batch_size: int = 64,
+        leaf_backend: str = "torch",
+        teacher_backend: str = "torch",
     ) -> None:
         self.spec = spec
         self.batch_size = batch_size
-        self.encoder = VectorEncoder(spec, query_mode=query_mode, device=device)
+        self.encoder = VectorEncoder(
+            spec, query_mode=query_mode, device=device, leaf_backend=leaf_backend, teacher_backend=teacher_backend
+        )
 
     @classmethod
     def from_settings(cls, settings: LeafMongoSettings | None = None, **kwargs: Any) -> LeafEmbeddings:
@@ -59,6 +64,8 @@ class LeafEmbeddings(Embeddings):
         settings = settings or load_settings()
         kwargs.setdefault("device", settings.device)
         kwargs.setdefault("batch_size", settings.batch_size)
+        kwargs.setdefault("leaf_backend", settings.leaf_backend)
+        kwargs.setdefault("teacher_backend", settings.teacher_backend)
         return cls(spec_from_settings(settings), **kwargs)
 
     @classmethod
@@ -77,7 +84,7 @@ class LeafEmbeddings(Embeddings):
         return self.spec.dimensions
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Teacher vectors, no prompt, truncated and renormalized."""
+        """Teacher vectors (the recorded document prompt), truncated and renormalized."""
         if not texts:
             return []
         with encode_lock(self.encoder.document_model_name):

@@ -231,6 +231,8 @@ class EvalResult:
     reason: str | None = None
     doc_model: str | None = None
     query_model: str | None = None
+    query_backend: str = "torch"
+    """Inference backend of the query side (``LEAF_MONGO_LEAF_BACKEND``): compare backends by running again."""
     similarity: str | None = None
     int8_range: tuple[float, float] | None = None
     bytes_per_vector: int | None = None
@@ -278,6 +280,7 @@ class EvalResult:
                 "index_bytes_per_vector": self.index_bytes_per_vector,
                 "doc_model": self.doc_model,
                 "query_model": self.query_model,
+                "query_backend": self.query_backend,
                 "similarity": self.similarity,
                 "int8_range": list(self.int8_range) if self.int8_range else None,
                 "chunks_per_query": self.chunks_per_query,
@@ -643,6 +646,9 @@ class _Grid:
 
         name = collection_name(self.data, spec, s)
         s = s.model_copy(update={"collection": name})
+        if all(p.mode != "asymmetric" for p in points):
+            # No leaf queries here (the leaf may not even fit this teacher): ingest would refuse a misfit leaf.
+            s = s.model_copy(update={"leaf_model": spec.teacher_model})
         self.emit("ingest_start", {"collection": name, "model": spec.teacher_model})
         report = ingest(
             [self.data.corpus_path], s, client=self.client, on_event=lambda e, d: self.emit(f"ingest_{e}", d)
@@ -660,6 +666,8 @@ class _Grid:
                 num_candidates_factor=s.num_candidates_factor,
                 post_filter_pipeline=[{"$project": {"record_id": 1, "score": 1}}],  # ids and scores suffice
                 device=s.device,
+                leaf_backend=s.leaf_backend,
+                backend_threads=s.backend_threads,
             )
             label = f"{p.mode} {spec.dimensions} {spec.dtype} {spec.quantization}"
             run, latencies, chunks_per_query = _run_queries(
@@ -675,6 +683,7 @@ class _Grid:
             p.chunks_per_query = chunks_per_query
             p.dimensions = spec.dimensions
             p.query_model = spec.teacher_model if p.mode == "teacher" else spec.leaf_model
+            p.query_backend = s.leaf_backend
             p.similarity = spec.similarity
             p.int8_range = (spec.int8_min, spec.int8_max) if spec.dtype == "int8" else None
             p.bytes_per_vector = spec.bytes_per_vector

@@ -158,7 +158,9 @@ class Ingestor:
             # never loads a model.
             stored = self._stored_spec()
             same = stored is not None and stored.teacher_model == resolved_teacher(self.settings)
-            self._spec = spec_from_settings(self.settings, stored.full_dimensions if same and stored else None)
+            self._spec = spec_from_settings(
+                self.settings, stored.full_dimensions if same and stored else None, stored=stored if same else None
+            )
         return self._spec
 
     def _stored_spec(self) -> VectorSpec | None:
@@ -170,7 +172,11 @@ class Ingestor:
     def encoder(self) -> VectorEncoder:
         if self._encoder is None:
             self._encoder = VectorEncoder(
-                self.spec, device=self.settings.device, cache_dir=self.settings.embedding_cache
+                self.spec,
+                device=self.settings.device,
+                cache_dir=self.settings.embedding_cache,
+                teacher_backend=self.settings.teacher_backend,
+                threads=self.settings.backend_threads,
             )
         return self._encoder
 
@@ -202,6 +208,10 @@ class Ingestor:
             action = "recreate"
         else:
             action = "update" if stored != self.spec else "keep"
+        if action != "keep":
+            # A query model of another space (or dimension) would make every later search fail: refuse now,
+            # before anything is written.
+            self.encoder.check_query_model(load=False)
         if dry_run:
             return action
         if action == "recreate":

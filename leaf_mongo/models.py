@@ -13,7 +13,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from leaf_mongo import layout
 from leaf_mongo.errors import ModelLoadError
+from leaf_mongo.layout import Task
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -27,14 +29,30 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
-def load_model(name_or_path: str, device: str | None = None) -> SentenceTransformer:
-    """Load (once per process) a sentence-transformers model; fail with one clear message."""
+def load_model(name_or_path: str, device: str | None = None, task: Task | None = None) -> SentenceTransformer:
+    """Load (once per process) a sentence-transformers model; fail with one clear message.
+
+    With ``task``, a Router model (a LEAF ``-asym`` packaging) is loaded as that route alone: the query side
+    never holds the teacher tower, and the document side's ``tokenizer`` / ``max_seq_length`` are the teacher's.
+    Plain models load whole whatever ``task`` is, so both sides of a plain pair share one instance.
+    """
     with _lock:
-        return _load(name_or_path, device)
+        return _load(name_or_path, device, task if task and is_router(name_or_path) else None)
+
+
+def is_router(name_or_path: str) -> bool:
+    """Whether the model is a query/document Router (read from its JSON files, not loaded)."""
+    folder = _folder(name_or_path)
+    return folder is not None and layout.is_query_document_router(folder)
+
+
+@lru_cache(maxsize=32)
+def _folder(name_or_path: str) -> Path | None:
+    return layout.local_folder(name_or_path)
 
 
 @lru_cache(maxsize=8)
-def _load(name_or_path: str, device: str | None) -> SentenceTransformer:
+def _load(name_or_path: str, device: str | None, task: Task | None) -> SentenceTransformer:
     path = Path(name_or_path).expanduser()
     if _looks_like_path(name_or_path) and not path.is_dir():
         raise ModelLoadError(f"model folder {name_or_path!r} does not exist")
@@ -43,6 +61,10 @@ def _load(name_or_path: str, device: str | None) -> SentenceTransformer:
     except ImportError as exc:  # pragma: no cover - dependency is required
         raise ModelLoadError(f"sentence-transformers is not installed ({exc})") from None
     source = str(path) if path.is_dir() else name_or_path
+    if task is not None:
+        folder = _folder(name_or_path)
+        assert folder is not None
+        source = str(layout.route_view(folder, task))
     _quiet_transformers()
     try:
         return SentenceTransformer(source, device=device)
@@ -98,3 +120,19 @@ def aligned_teacher(name_or_path: str) -> str | None:
             return None
         return str(teacher) if teacher else None
     return None
+
+
+def applied_prompt(model: SentenceTransformer, task: Task) -> str:
+    """The prompt ``model.encode_query`` / ``model.encode_document`` applies when given none (the card's call).
+
+    Mirrors the library's own choice: the ``query`` prompt, or the first of ``document`` / ``passage`` /
+    ``corpus``, else the model's ``default_prompt_name``. leaf-mongo then passes it explicitly, so it is applied
+    exactly once and can be recorded in the spec and in embedding-cache keys.
+    """
+    prompts = dict(getattr(model, "prompts", None) or {})
+    names = ("query",) if task == "query" else layout.DOCUMENT_PROMPT_NAMES
+    name = next((n for n in names if n in prompts), None)
+    if name is not None:
+        return prompts[name] or ""
+    default = getattr(model, "default_prompt_name", None)
+    return (prompts.get(default) or "") if default else ""

@@ -56,7 +56,14 @@ def pool_devices(settings: LeafMongoSettings) -> list[str]:
 @contextlib.contextmanager
 def encoder_pool(encoder: VectorEncoder, devices: list[str]) -> Iterator[None]:
     """Start the pool for ``encoder``'s teacher, stop it when done (also on errors)."""
-    model = encoder.teacher
+    from leaf_mongo.errors import SettingsError
+
+    side = encoder.documents
+    if side.backend != "torch":
+        raise SettingsError(
+            "LEAF_MONGO_WORKERS", f"encoder processes need the torch teacher backend, not {side.backend}"
+        )
+    model = side.st_model
     cpu = sum(d == "cpu" for d in devices)
     saved = {v: os.environ.get(v) for v in _THREAD_VARS}
     if cpu:  # spawned workers read these when torch starts
@@ -72,11 +79,11 @@ def encoder_pool(encoder: VectorEncoder, devices: list[str]) -> Iterator[None]:
                 os.environ[v] = old
     pids = [str(p.pid) for p in pool["processes"]]
     reaper = subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid()), *pids], start_new_session=True)
-    encoder.pool = pool
+    side.pool = pool
     try:
         yield
     finally:
-        encoder.pool = None
+        side.pool = None
         model.stop_multi_process_pool(pool)
         reaper.kill()
         reaper.wait()

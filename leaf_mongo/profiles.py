@@ -12,7 +12,7 @@ from typing import Literal
 
 QUERY_PROMPT = "Represent this sentence for searching relevant passages: "
 
-ProfileName = Literal["ir", "mt"]
+ProfileName = Literal["ir", "mt", "ir-asym", "mt-asym"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class Profile:
     dimensions: int
     int8_range: tuple[float, float]
     query_prompt: str = QUERY_PROMPT
+    packages: tuple[str, str] | None = None
+    """For an ``-asym`` packaging (one Router model on both sides): the (teacher, leaf) pair it bundles."""
 
 
 PROFILES: dict[str, Profile] = {
@@ -42,6 +44,22 @@ PROFILES: dict[str, Profile] = {
         dimensions=1024,
         int8_range=(-1.0, 1.0),
     ),
+    "ir-asym": Profile(
+        name="ir-asym",
+        teacher_model="MongoDB/mdbr-leaf-ir-asym",
+        leaf_model="MongoDB/mdbr-leaf-ir-asym",
+        dimensions=768,
+        int8_range=(-0.3, 0.3),
+        packages=("Snowflake/snowflake-arctic-embed-m-v1.5", "MongoDB/mdbr-leaf-ir"),
+    ),
+    "mt-asym": Profile(
+        name="mt-asym",
+        teacher_model="MongoDB/mdbr-leaf-mt-asym",
+        leaf_model="MongoDB/mdbr-leaf-mt-asym",
+        dimensions=1024,
+        int8_range=(-1.0, 1.0),
+        packages=("mixedbread-ai/mxbai-embed-large-v1", "MongoDB/mdbr-leaf-mt"),
+    ),
 }
 
 
@@ -53,9 +71,16 @@ def known_dimensions(model: str) -> int | None:
     return None
 
 
-def published_teacher_of(leaf_model: str) -> str | None:
-    """The teacher a published leaf model was aligned to (None if it is not a published leaf)."""
+def published_space(model: str) -> str | None:
+    """The teacher whose vector space a published model's vectors live in (teacher, leaf or -asym packaging)."""
     for p in PROFILES.values():
-        if leaf_model == p.leaf_model:
-            return p.teacher_model
+        teacher = p.packages[0] if p.packages else p.teacher_model
+        if model in (p.teacher_model, p.leaf_model):
+            return teacher
     return None
+
+
+def published_teacher_of(leaf_model: str) -> str | None:
+    """The teacher a published leaf model (or -asym packaging) was aligned to (None if it is not one)."""
+    space = published_space(leaf_model)
+    return space if space != leaf_model else None

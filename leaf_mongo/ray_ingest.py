@@ -43,10 +43,10 @@ class _Reader:
 
     def __init__(self, settings: LeafMongoSettings, spec: VectorSpec, max_record_bytes: int) -> None:
         from leaf_mongo.chunking import Chunker
-        from leaf_mongo.models import load_model
+        from leaf_mongo.encoders import VectorEncoder
 
         self.settings, self.spec, self.max_record_bytes = settings, spec, max_record_bytes
-        teacher = load_model(spec.teacher_model, "cpu")
+        teacher = VectorEncoder(spec, device="cpu").teacher  # the document route's tokenizer, as ingest uses
         self.chunker = Chunker.for_model(teacher, settings.chunk_size, settings.chunk_overlap)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
@@ -78,10 +78,13 @@ class _Reader:
 class _Teacher:
     """Ray actor: one teacher per device; each call encodes exactly one batch (as a local run would)."""
 
-    def __init__(self, spec: VectorSpec, device: str | None, batch_size: int) -> None:
+    def __init__(self, settings: LeafMongoSettings, spec: VectorSpec, device: str | None) -> None:
         from leaf_mongo.encoders import VectorEncoder
 
-        self.encoder = VectorEncoder(spec, device=device)
+        self.encoder = VectorEncoder(
+            spec, device=device, teacher_backend=settings.teacher_backend, threads=settings.backend_threads
+        )
+        batch_size = settings.batch_size
         self.text_field = spec.text_field
         self.batch_size = batch_size
 
@@ -119,7 +122,7 @@ def ingest_with_ray(ingestor: Ingestor, jobs: list[FileJob], report: IngestRepor
     )
     ds = ds.map_batches(
         _Teacher,
-        fn_constructor_args=(spec, "cuda" if gpus else "cpu", settings.batch_size),
+        fn_constructor_args=(settings, spec, "cuda" if gpus else "cpu"),
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if gpus else 0,

@@ -28,7 +28,7 @@ from pymongo.errors import PyMongoError
 from leaf_mongo.embeddings import encode_lock
 from leaf_mongo.encoders import QueryMode, VectorEncoder
 from leaf_mongo.errors import FilterError, LeafMongoError, SearchIndexError, ServerError, SpecMismatchError
-from leaf_mongo.settings import Dtype
+from leaf_mongo.settings import Backend, Dtype
 from leaf_mongo.spec import VectorSpec
 from leaf_mongo.spec_store import aload_spec, load_spec
 from leaf_mongo.vectors import from_binary, truncate_normalize
@@ -257,6 +257,12 @@ class LeafRetriever(BaseRetriever):
     dtype: Dtype | None = None
     """Expected stored dtype; a disagreement with the stored spec is an error."""
     device: str | None = None
+    query_prompt: str | None = None
+    """Explicit query prompt; default: the one recorded at ingest (a query model configured with another
+    prompt is refused unless this is set)."""
+    leaf_backend: Backend = "torch"
+    """Query-side inference: ``torch``, ``onnx``, ``onnx-int8``, ``openvino`` or ``openvino-int8``."""
+    backend_threads: int | None = None
     encode_in_thread: bool = True
     """``ainvoke`` encodes the query in a worker thread (loop stays free); False encodes inline (no thread
     hop, lower latency for one caller, but the loop is blocked for the few ms of the forward pass)."""
@@ -299,6 +305,9 @@ class LeafRetriever(BaseRetriever):
             "leaf_model": settings.leaf_model,
             "dimensions": settings.dimensions,
             "device": settings.device,
+            "query_prompt": settings.query_prompt,
+            "leaf_backend": settings.leaf_backend,
+            "backend_threads": settings.backend_threads,
         }
         args.update(kwargs)
         retriever = cls(**args)
@@ -415,7 +424,14 @@ class LeafRetriever(BaseRetriever):
         query_spec = spec
         if self.leaf_model and self.leaf_model != spec.leaf_model:
             query_spec = spec.model_copy(update={"leaf_model": self.leaf_model})
-        encoder = VectorEncoder(query_spec, query_mode=self.query_mode, device=self.device)
+        encoder = VectorEncoder(
+            query_spec,
+            query_mode=self.query_mode,
+            device=self.device,
+            leaf_backend=self.leaf_backend,
+            query_prompt=self.query_prompt,
+            threads=self.backend_threads,
+        )
         try:
             encoder.check_query_model()
         except SpecMismatchError as exc:

@@ -12,6 +12,7 @@ from leaf_mongo.redact import redact_uri
 Dtype = Literal["float32", "int8", "binary"]
 Quantization = Literal["none", "scalar", "binary"]
 Similarity = Literal["cosine", "dotProduct", "euclidean"]
+Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 
 
 class LeafMongoSettings(BaseSettings):
@@ -37,10 +38,18 @@ class LeafMongoSettings(BaseSettings):
     server_timeout_ms: int = Field(10_000, ge=100, description="How long to look for a reachable server")
 
     # Models and vectors
-    profile: Literal["ir", "mt"] = "ir"
+    profile: Literal["ir", "mt", "ir-asym", "mt-asym"] = "ir"
     teacher_model: str | None = Field(None, description="HF id or local folder; default: the profile's")
     leaf_model: str | None = Field(None, description="HF id or local folder; default: the profile's")
-    query_prompt: str | None = Field(None, description="Prefix for queries; default: the profile's")
+    query_prompt: str | None = Field(
+        None, description="Prefix for queries; default: the query model's configured prompt, else the profile's"
+    )
+    document_prompt: str | None = Field(
+        None, description="Prefix for documents; default: the document model's configured prompt, else none"
+    )
+    leaf_backend: Backend = Field("torch", description="Query-side inference: torch, onnx(-int8), openvino(-int8)")
+    teacher_backend: Backend = Field("torch", description="Document-side inference (same choices)")
+    backend_threads: int | None = Field(None, ge=1, description="Threads for onnx/openvino (default: runtime's)")
     dimensions: int | None = Field(None, ge=1, description="MRL truncation; default: the model's full dimension")
     dtype: Dtype = "float32"
     quantization: Quantization = "none"

@@ -36,6 +36,9 @@ class VectorSpec(BaseModel):
     int8_min: float = -0.3
     int8_max: float = 0.3
     query_prompt: str = ""
+    """The prompt applied to queries (recorded at ingest; the retriever reproduces it)."""
+    document_prompt: str = ""
+    """The prompt applied to documents (also part of the embedding-cache key)."""
     embedding_field: str = "embedding"
     text_field: str = "text"
     full_precision_field: str | None = None
@@ -77,6 +80,7 @@ class VectorSpec(BaseModel):
             "dtype",
             "embedding_field",
             "text_field",
+            "document_prompt",
         ):
             a, b = getattr(stored, name), getattr(self, name)
             if a != b:
@@ -155,11 +159,15 @@ def resolved_teacher(settings: LeafMongoSettings) -> str:
     return settings.teacher_model or PROFILES[settings.profile].teacher_model
 
 
-def spec_from_settings(settings: LeafMongoSettings, full_dimensions: int | None = None) -> VectorSpec:
+def spec_from_settings(
+    settings: LeafMongoSettings, full_dimensions: int | None = None, stored: VectorSpec | None = None
+) -> VectorSpec:
     """Resolve the profile, explicit overrides and defaults into a validated spec.
 
     ``full_dimensions`` is the teacher's output dimension; it is known for the published models and must be
-    given (read from the loaded model) for any other teacher.
+    given (read from the loaded model) for any other teacher. Prompts: an explicit setting, else the model's
+    configured prompt for its task, else the profile's; ``stored`` (the spec of the same models, already
+    persisted) supplies them instead, so an unchanged re-run loads no model.
     """
     profile = PROFILES[settings.profile]
     teacher = resolved_teacher(settings)
@@ -171,6 +179,14 @@ def spec_from_settings(settings: LeafMongoSettings, full_dimensions: int | None 
 
         full_dimensions = model_dimension(teacher, device=settings.device)
     lo, hi = profile.int8_range
+    from leaf_mongo.prompts import resolve_prompt
+
+    if stored is not None and (stored.teacher_model, stored.leaf_model) == (teacher, leaf):
+        query_prompt = settings.query_prompt if settings.query_prompt is not None else stored.query_prompt
+        document_prompt = settings.document_prompt if settings.document_prompt is not None else stored.document_prompt
+    else:
+        query_prompt = resolve_prompt(settings.query_prompt, leaf, "query", profile.query_prompt, settings.device)
+        document_prompt = resolve_prompt(settings.document_prompt, teacher, "document", "", settings.device)
     similarity = settings.similarity or ("euclidean" if settings.dtype == "binary" else "cosine")
     return VectorSpec(
         teacher_model=teacher,
@@ -182,7 +198,8 @@ def spec_from_settings(settings: LeafMongoSettings, full_dimensions: int | None 
         similarity=similarity,
         int8_min=settings.int8_min if settings.int8_min is not None else lo,
         int8_max=settings.int8_max if settings.int8_max is not None else hi,
-        query_prompt=settings.query_prompt if settings.query_prompt is not None else profile.query_prompt,
+        query_prompt=query_prompt,
+        document_prompt=document_prompt,
         full_precision_field="embedding_full"
         if settings.store_full_precision and settings.dtype != "float32"
         else None,

@@ -41,12 +41,13 @@ def test_documents_use_teacher_and_queries_use_leaf(tiny_pair: tuple[str, str]) 
     assert isinstance(docs, list) and isinstance(docs[0], list) and isinstance(docs[0][0], float)
     assert len(docs) == 2 and len(docs[0]) == 16 and len(query) == 16 and emb.dimensions == 16
     raw_docs = load_model(teacher).encode(["alpha beta", "gamma"])
-    raw_query = load_model(leaf).encode(["query: alpha"])[0]
+    raw_query = load_model(leaf).encode_query(["alpha"])[0]  # the card's call: its configured "query: " prompt
     np.testing.assert_allclose(docs, _unit(raw_docs[:, :16]), atol=1e-5)  # MRL prefix, renormalized
     np.testing.assert_allclose(query, _unit(raw_query[:16]), atol=1e-5)
     assert np.linalg.norm(query) == pytest.approx(1.0, abs=1e-5)
+    # Teacher mode: the teacher's own query route and prompt (its config sets "query": "", so none applies).
     teacher_mode = LeafEmbeddings(spec, query_mode="teacher").embed_query("alpha")
-    np.testing.assert_allclose(teacher_mode, _unit(load_model(teacher).encode(["query: alpha"])[0][:16]), atol=1e-5)
+    np.testing.assert_allclose(teacher_mode, _unit(load_model(teacher).encode_query(["alpha"])[0][:16]), atol=1e-5)
     assert emb.embed_documents([]) == []
 
 

@@ -133,6 +133,9 @@ def ingest_command(
         help="Run on Ray: 'local' starts a local instance, 'auto' or ray://HOST:10001 joins a cluster",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables"),
+    teacher_backend: str | None = typer.Option(
+        None, "--teacher-backend", help="Document encoding: torch, onnx, onnx-int8, openvino, openvino-int8"
+    ),
     debug: bool = DebugOpt,
 ) -> None:
     """Chunk files, embed them with the teacher, and write them to MongoDB with a vectorSearch index.
@@ -158,6 +161,7 @@ def ingest_command(
         workers=workers,
         devices=devices,
         ray=ray,
+        teacher_backend=teacher_backend,
     )
     if not as_json:
         console.print(

@@ -70,6 +70,11 @@ def search_command(
     collection: str | None = CollectionOpt,
     index_name: str | None = IndexOpt,
     leaf_model: str | None = LeafOpt,
+    leaf_backend: str | None = typer.Option(
+        None,
+        "--leaf-backend",
+        help="Query encoding: torch, onnx, onnx-int8, openvino, openvino-int8 (env LEAF_MONGO_LEAF_BACKEND)",
+    ),
     debug: bool = DebugOpt,
 ) -> None:
     """Encode the question with the leaf model and run $vectorSearch on the ingested collection.
@@ -80,7 +85,13 @@ def search_command(
 
     pre_filter = parse_filter(filter_json)
     settings = settings_from_flags(
-        uri=uri, database=database, collection=collection, index_name=index_name, leaf_model=leaf_model, k=k
+        uri=uri,
+        database=database,
+        collection=collection,
+        index_name=index_name,
+        leaf_model=leaf_model,
+        k=k,
+        leaf_backend=leaf_backend,
     )
     retriever = LeafRetriever.from_settings(
         settings,
