@@ -5,7 +5,7 @@
 
 - throughput ratio = (chunks / ingest seconds) / (chunks / raw ``teacher.encode`` seconds) on the same chunks,
   both with the model already loaded; ingest includes reading, hashing, chunking, BSON conversion, writing to
-  an in-process emulator and the index wait (target >= 0.9);
+  the emulator (in its own process) and the index wait (target >= 0.97);
 - re-run speed-up = first run seconds / re-run seconds on the unchanged corpus (target >= 50x);
 - bytes per stored vector at 768 dimensions for a BSON double array, BinData float32, int8 and packed bits.
 The embedding cache is off: every figure is real encoding work. SciFact documents are copied to a temporary
@@ -31,7 +31,6 @@ from benchmarks.common import write_result  # noqa: E402
 from leaf_mongo.ingest import Ingestor  # noqa: E402
 from leaf_mongo.loaders import SourceFile, load  # noqa: E402
 from leaf_mongo.settings import load_settings  # noqa: E402
-from leaf_mongo.testing import MongoEmulator  # noqa: E402
 from leaf_mongo.vectors import bson_vector_size  # noqa: E402
 
 MPNET = Path.home() / ".cache/leaf-mongo-models/all-mpnet-base-v2"
@@ -78,9 +77,13 @@ def main() -> int:
         with gzip.open(args.scifact / "corpus.jsonl.gz", "rt", encoding="utf-8") as src:
             corpus.write_text("".join(itertools.islice(src, args.docs)), encoding="utf-8")
 
-        with MongoEmulator(port=0, index_build_delay=0.0) as emu:
+        from benchmarks.ingest_scale import emulator
+
+        # The emulator runs in its own process, as a server would: in this one it would compete with the
+        # encoder for the GIL, which is a cost of the test setup, not of ingest.
+        with emulator() as uri:
             settings = load_settings(
-                uri=emu.uri, database="bench", collection="ingest", teacher_model=args.teacher,
+                uri=uri, database="bench", collection="ingest", teacher_model=args.teacher,
                 leaf_model=args.teacher, query_prompt="", batch_size=args.batch_size, embedding_cache=None,
             )  # fmt: skip
             ingestor = Ingestor(settings)
@@ -110,7 +113,7 @@ def main() -> int:
         "bindata_packed_bit": bson_vector_size("binary", 768),
     }
     result = {
-        "benchmark": "ingest efficiency (SciFact documents, in-process emulator)",
+        "benchmark": "ingest efficiency (SciFact documents, emulator in its own process)",
         "teacher": args.teacher,
         "documents": args.docs,
         "chunks": chunks,
@@ -128,7 +131,7 @@ def main() -> int:
     }
     path = write_result(args.name, result)
     print(json.dumps(result, indent=2))
-    print(f"\nthroughput ratio {ratio:.3f} (target >= 0.9); re-run {speedup:.0f}x faster (target >= 50x); -> {path}")
+    print(f"\nthroughput ratio {ratio:.3f} (target >= 0.97); re-run {speedup:.0f}x faster (target >= 50x); -> {path}")
     return 0
 
 
