@@ -1,10 +1,11 @@
 """Ingest efficiency: how close ingest comes to the teacher's raw encode speed, re-run cost, bytes per vector.
 
     python benchmarks/ingest.py [--teacher PATH] [--docs 200] [--scifact ../shared/data/scifact]
+    python benchmarks/ingest.py --records 10000 100000 | --kill 20000 | --workers 2 | --ray   (ingest_scale.py)
 
 - throughput ratio = (chunks / ingest seconds) / (chunks / raw ``teacher.encode`` seconds) on the same chunks,
   both with the model already loaded; ingest includes reading, hashing, chunking, BSON conversion, writing to
-  an in-process emulator and the index wait (target >= 0.9);
+  the emulator (in its own process) and the index wait (target >= 0.97);
 - re-run speed-up = first run seconds / re-run seconds on the unchanged corpus (target >= 50x);
 - bytes per stored vector at 768 dimensions for a BSON double array, BinData float32, int8 and packed bits.
 The embedding cache is off: every figure is real encoding work. SciFact documents are copied to a temporary
@@ -30,7 +31,6 @@ from benchmarks.common import write_result  # noqa: E402
 from leaf_mongo.ingest import Ingestor  # noqa: E402
 from leaf_mongo.loaders import SourceFile, load  # noqa: E402
 from leaf_mongo.settings import load_settings  # noqa: E402
-from leaf_mongo.testing import MongoEmulator  # noqa: E402
 from leaf_mongo.vectors import bson_vector_size  # noqa: E402
 
 MPNET = Path.home() / ".cache/leaf-mongo-models/all-mpnet-base-v2"
@@ -50,7 +50,26 @@ def main() -> int:
     ap.add_argument("--docs", type=int, default=200)
     ap.add_argument("--scifact", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/scifact")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--name", default="ingest", help="results/<name>.json")
+    ap.add_argument("--records", type=int, nargs="+", help="peak RSS on synthetic corpora of these sizes")
+    ap.add_argument("--kill", type=int, metavar="RECORDS", help="SIGKILL at ~50 %% of a record file and re-run")
+    ap.add_argument("--workers", type=int, help="1 vs this many CPU encoder processes")
+    ap.add_argument("--ray", action="store_true", help="the Ray path on a local 2-CPU instance")
     args = ap.parse_args()
+    if args.records or args.kill or args.workers or args.ray:
+        from benchmarks import ingest_scale
+
+        if args.records:
+            name, result = "ingest_memory", ingest_scale.memory(args.records)
+        elif args.kill:
+            name, result = "ingest_resume", ingest_scale.kill_and_resume(args.kill)
+        elif args.workers:
+            name, result = "ingest_workers", ingest_scale.workers(args.workers, args.scifact, args.docs, args.teacher)
+        else:
+            name, result = "ingest_ray", ingest_scale.ray_path(args.scifact, args.docs, args.teacher)
+        print(json.dumps(result, indent=2))
+        print(f"-> {write_result(name, result)}")
+        return 0
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "docs" / "corpus.jsonl"
@@ -58,9 +77,13 @@ def main() -> int:
         with gzip.open(args.scifact / "corpus.jsonl.gz", "rt", encoding="utf-8") as src:
             corpus.write_text("".join(itertools.islice(src, args.docs)), encoding="utf-8")
 
-        with MongoEmulator(port=0, index_build_delay=0.0) as emu:
+        from benchmarks.ingest_scale import emulator
+
+        # The emulator runs in its own process, as a server would: in this one it would compete with the
+        # encoder for the GIL, which is a cost of the test setup, not of ingest.
+        with emulator() as uri:
             settings = load_settings(
-                uri=emu.uri, database="bench", collection="ingest", teacher_model=args.teacher,
+                uri=uri, database="bench", collection="ingest", teacher_model=args.teacher,
                 leaf_model=args.teacher, query_prompt="", batch_size=args.batch_size, embedding_cache=None,
             )  # fmt: skip
             ingestor = Ingestor(settings)
@@ -79,7 +102,7 @@ def main() -> int:
             ingestor.close()
 
     chunks = report.chunks_written
-    assert chunks == len(texts), (chunks, len(texts))
+    assert chunks == len(texts) == report.chunks_encoded, (chunks, len(texts))
     assert rerun.chunks_written == 0
     ratio = (chunks / report.seconds) / (chunks / raw_seconds)
     speedup = report.seconds / rerun.seconds
@@ -90,7 +113,7 @@ def main() -> int:
         "bindata_packed_bit": bson_vector_size("binary", 768),
     }
     result = {
-        "benchmark": "ingest efficiency (SciFact documents, in-process emulator)",
+        "benchmark": "ingest efficiency (SciFact documents, emulator in its own process)",
         "teacher": args.teacher,
         "documents": args.docs,
         "chunks": chunks,
@@ -101,13 +124,14 @@ def main() -> int:
         "ingest_encode_seconds": round(report.encode_seconds, 2),
         "ingest_chunks_per_second": round(chunks / report.seconds, 2),
         "throughput_ratio": round(ratio, 3),
+        "window_size": settings.window_size,
         "rerun_seconds": round(rerun.seconds, 4),
         "rerun_speedup": round(speedup, 1),
         "bytes_per_vector_768": sizes,
     }
-    path = write_result("ingest", result)
+    path = write_result(args.name, result)
     print(json.dumps(result, indent=2))
-    print(f"\nthroughput ratio {ratio:.3f} (target >= 0.9); re-run {speedup:.0f}x faster (target >= 50x); -> {path}")
+    print(f"\nthroughput ratio {ratio:.3f} (target >= 0.97); re-run {speedup:.0f}x faster (target >= 50x); -> {path}")
     return 0
 
 

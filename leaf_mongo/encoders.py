@@ -37,6 +37,8 @@ class SideEncoder:
         self, model: str, task: Task, backend: str = "torch", device: str | None = None, threads: int | None = None
     ) -> None:
         self.model_name, self.task, self.backend, self.device, self.threads = model, task, backend, device, threads
+        self.pool: Any = None
+        """A sentence-transformers multi-process pool for this route (see :mod:`leaf_mongo.parallel`)."""
 
     @cached_property
     def _onnx(self) -> Any:
@@ -73,9 +75,13 @@ class SideEncoder:
             return self._onnx.encode(texts, prompt=prompt, batch_size=batch_size)  # type: ignore[no-any-return]
         model = self.st_model
         call = model.encode_query if self.task == "query" else model.encode_document
+        pooled: dict[str, Any] = {"pool": self.pool, "chunk_size": batch_size} if self.pool else {}
         return np.asarray(
-            call(list(texts), prompt=prompt, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-        )
+            call(
+                list(texts), prompt=prompt, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False,
+                **pooled,
+            )
+        )  # fmt: skip
 
 
 def vector_space(model: str, task: Task) -> str | None:

@@ -11,41 +11,46 @@ A file whose manifest entry already has its hash is skipped without loading any 
 a re-run of an unchanged folder cheap. A crash before step 2 leaves the manifest on the old version, so the
 next run redoes the file; a crash between the deletes and the manifest update redoes it too (same ids).
 
-Encoding and writing overlap: the main thread encodes large batches with the teacher while a writer thread
-sends unordered bulk upserts, so the CPU stays busy with the model.
+Record corpora (``.jsonl``, ``.jsonl.gz``, Parquet) are streamed a window at a time and checkpointed inside the
+file (:mod:`leaf_mongo.resume`): a killed run over the same file version resumes after its last written window
+and skips chunks already stored. Encoding and writing overlap (:mod:`leaf_mongo.pipeline`): the main thread
+encodes length-sorted batches with the teacher while a writer thread sends unordered bulk upserts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pymongo import DeleteMany, MongoClient, ReplaceOne
+from pymongo import DeleteMany, MongoClient
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import PyMongoError
 
 from leaf_mongo.connection import check_server, make_client, server_error
 from leaf_mongo.encoders import VectorEncoder
-from leaf_mongo.errors import LeafMongoError, ServerError, SpecMismatchError
+from leaf_mongo.errors import LeafMongoError, SpecMismatchError
 from leaf_mongo.index import ensure_fulltext_index, ensure_vector_index, wait_for_search_index, wait_for_vector_index
-from leaf_mongo.loaders import LoadError, SkippedFile, SourceFile, discover, load
+from leaf_mongo.loaders import SkippedFile, SourceFile, discover
+from leaf_mongo.pipeline import FileJob, WindowEncoder, WindowReader, Writer, chunk_id
+from leaf_mongo.records import is_record_file
+from leaf_mongo.resume import Checkpoint, clear_all, clear_checkpoint, load_checkpoint, progress_key
 from leaf_mongo.settings import LeafMongoSettings, load_settings
 from leaf_mongo.spec import VectorSpec, resolved_teacher, spec_from_settings
 from leaf_mongo.spec_store import delete_spec, load_spec, save_spec
-from leaf_mongo.vectors import bson_vector_size, to_binary
+from leaf_mongo.vectors import bson_vector_size
 
 MANIFEST_COLLECTION = "leaf_mongo_files"
 _UNSET = object()
 HASH_CHUNK = 1 << 20
 
-Event = Literal["scan", "file_start", "file_done", "chunks_encoded", "index_status"]
+Event = Literal["scan", "file_start", "records_read", "file_done", "chunks_encoded", "index_status"]
+
+__all__ = ["MANIFEST_COLLECTION", "IngestReport", "Ingestor", "chunk_id", "file_hash", "ingest"]
 
 
 @dataclass
@@ -57,7 +62,11 @@ class IngestReport:
     files_skipped: list[dict[str, str]] = field(default_factory=list)
     files_pruned: list[str] = field(default_factory=list)
     chunks_written: int = 0
+    chunks_encoded: int = 0
+    """Chunks sent through the teacher (less than written chunks' share of the file when a run resumed)."""
     chunks_deleted: int = 0
+    records_read: int = 0
+    records_skipped: int = 0
     seconds: float = 0.0
     encode_seconds: float = 0.0
     index_action: str = "none"
@@ -67,6 +76,17 @@ class IngestReport:
     bytes_per_vector: int = 0
     dry_run: bool = False
     namespace: str = ""
+
+    def to_state(self) -> dict[str, Any]:
+        """What a remote reader found (Ray path), for :meth:`merge_state` in the driver."""
+        keys = ("files_ingested", "files_skipped", "records_read", "records_skipped")
+        return {k: getattr(self, k) for k in keys}
+
+    def merge_state(self, state: dict[str, Any]) -> None:
+        self.files_ingested += state["files_ingested"]
+        self.files_skipped += state["files_skipped"]
+        self.records_read += state["records_read"]
+        self.records_skipped += state["records_skipped"]
 
     @property
     def chunks_per_second(self) -> float:
@@ -83,7 +103,10 @@ class IngestReport:
             "ingested": self.files_ingested,
             "pruned": self.files_pruned,
             "chunks_written": self.chunks_written,
+            "chunks_encoded": self.chunks_encoded,
             "chunks_deleted": self.chunks_deleted,
+            "records_read": self.records_read,
+            "records_skipped": self.records_skipped,
             "seconds": round(self.seconds, 3),
             "encode_seconds": round(self.encode_seconds, 3),
             "chunks_per_second": round(self.chunks_per_second, 2),
@@ -95,16 +118,6 @@ class IngestReport:
         }
 
 
-@dataclass
-class _Pending:
-    """A file whose chunks are being encoded; finalized once all of them are written."""
-
-    file: SourceFile
-    content_hash: str
-    chunks: int
-    last_seq: int
-
-
 def file_hash(path: Path) -> str:
     """sha256 of the bytes, streamed (files can be large)."""
     h = hashlib.sha256()
@@ -114,87 +127,12 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def chunk_id(source: str, chunk: int, content_hash: str) -> str:
-    """Deterministic ``_id``: the same chunk of the same file version always gets the same id."""
-    return hashlib.sha1(f"{source}\x00{chunk}\x00{content_hash}".encode()).hexdigest()
-
-
 def manifest_collection(collection: Collection[Any]) -> Collection[Any]:
     return collection.database[MANIFEST_COLLECTION]
 
 
 def _manifest_id(collection: Collection[Any], source: str) -> str:
     return f"{collection.name}\x00{source}"
-
-
-class _Writer(threading.Thread):
-    """Background bulk writer; runs file finalization strictly after that file's chunk writes."""
-
-    def __init__(self, collection: Collection[Any], report: IngestReport, batch: int) -> None:
-        super().__init__(name="leaf-mongo-writer", daemon=True)
-        self.collection = collection
-        self.manifest = manifest_collection(collection)
-        self.report = report
-        self.batch = batch
-        self.queue: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=8)
-        self.error: BaseException | None = None
-        self.lock = threading.Lock()
-
-    def put(self, kind: str, payload: Any) -> None:
-        if self.error:
-            raise self.error
-        self.queue.put((kind, payload))
-
-    def run(self) -> None:
-        while (item := self.queue.get()) is not None:
-            if self.error:
-                continue  # drain without writing after a failure
-            try:
-                kind, payload = item
-                if kind == "docs":
-                    self._write_docs(payload)
-                else:
-                    self._finalize(payload)
-            except BaseException as exc:  # surfaced to the main thread
-                self.error = exc
-
-    def _write_docs(self, docs: list[dict[str, Any]]) -> None:
-        for i in range(0, len(docs), self.batch):
-            part = docs[i : i + self.batch]
-            ops = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in part]
-            try:
-                self.collection.bulk_write(ops, ordered=False)
-            except BulkWriteError as exc:
-                errs = exc.details.get("writeErrors", [])
-                first = errs[0].get("errmsg") if errs else exc
-                raise ServerError(f"writing chunks failed for {len(errs)} document(s): {first}") from None
-            with self.lock:
-                self.report.chunks_written += len(part)
-
-    def _finalize(self, pending: _Pending) -> None:
-        source = pending.file.relpath
-        deleted = self.collection.delete_many({"source": source, "content_hash": {"$ne": pending.content_hash}})
-        self.manifest.replace_one(
-            {"_id": _manifest_id(self.collection, source)},
-            {
-                "_id": _manifest_id(self.collection, source),
-                "collection": self.collection.name,
-                "source": source,
-                "content_hash": pending.content_hash,
-                "chunks": pending.chunks,
-                "size": pending.file.size,
-                "ingested_at": time.time(),
-            },
-            upsert=True,
-        )
-        with self.lock:
-            self.report.chunks_deleted += deleted.deleted_count
-
-    def close(self) -> None:
-        self.queue.put(None)
-        self.join()
-        if self.error:
-            raise self.error
 
 
 class Ingestor:
@@ -296,6 +234,7 @@ class Ingestor:
                 self.collection.drop_search_index(name)
         self.collection.drop()
         manifest_collection(self.collection).delete_many({"collection": self.collection.name})
+        clear_all(self.collection)
         delete_spec(self.collection)
 
     def ensure_index(self, report: IngestReport) -> None:
@@ -354,7 +293,6 @@ class Ingestor:
         )
         files = [f for f in found if isinstance(f, SourceFile)]
         report.files_skipped = [{"path": s.path, "reason": s.reason} for s in found if isinstance(s, SkippedFile)]
-        self.on_event("scan", {"files": len(files), "skipped": len(report.files_skipped)})
 
         known = (
             {}
@@ -373,6 +311,11 @@ class Ingestor:
                 report.files_unchanged.append(f.relpath)
             else:
                 todo.append((f, h))
+        self.on_event(
+            "scan",
+            {"files": len(todo), "skipped": len(report.files_skipped), "unchanged": len(report.files_unchanged),
+             "bytes": sum(f.size for f, _ in todo)},
+        )  # fmt: skip
 
         if dry_run:
             report.files_ingested = [f.relpath for f, _ in todo]
@@ -404,6 +347,7 @@ class Ingestor:
         manifest_collection(self.collection).delete_many(
             {"_id": {"$in": [_manifest_id(self.collection, s) for s in stale]}}
         )
+        clear_all(self.collection, stale)
         report.chunks_deleted += result.deleted_count
         report.files_pruned = stale
 
@@ -413,89 +357,84 @@ class Ingestor:
         teacher = self.encoder.teacher
         return Chunker.for_model(teacher, self.settings.chunk_size, self.settings.chunk_overlap)
 
-    def _documents(self, file: SourceFile, content_hash: str, chunker: Any) -> list[dict[str, Any]]:
-        records = load(file)
-        chunks = chunker.chunk(records, file.format)
-        docs = []
-        for c in chunks:
-            docs.append(
-                {
-                    "_id": chunk_id(file.relpath, c.index, content_hash),
-                    self.spec.text_field: c.text,
-                    "source": file.relpath,
-                    "chunk": c.index,
-                    "content_hash": content_hash,
-                    "title": c.title,
-                    "headings": list(c.headings),
-                    "record_id": c.record_id,
-                    "format": file.format,
-                }
+    def _jobs(self, todo: list[tuple[SourceFile, str]], chunker: Any) -> list[FileJob]:
+        """Files to write, each from its checkpoint when a killed run left one for the same version."""
+        jobs = []
+        for file, h in todo:
+            key = progress_key(
+                h, self.spec.teacher_model, chunker.chunk_size, chunker.chunk_overlap, self.max_record_bytes
             )
-        return docs
+            cp = load_checkpoint(self.collection, file.relpath, key) if is_record_file(file) else None
+            jobs.append(FileJob(file, h, key, cp or Checkpoint(), resumed=cp is not None))
+        return jobs
+
+    @property
+    def max_record_bytes(self) -> int:
+        return int(self.settings.max_file_mb * 1024 * 1024)
 
     def _ingest_files(self, todo: list[tuple[SourceFile, str]], report: IngestReport) -> None:
         chunker = self._chunker()
-        writer = _Writer(self.collection, report, self.settings.write_batch_size)
+        jobs = self._jobs(todo, chunker)
+        if self.settings.ray:
+            from leaf_mongo.ray_ingest import ingest_with_ray
+
+            ingest_with_ray(self, jobs, report, None if self.settings.ray == "local" else self.settings.ray)
+            return
+        writer = Writer(self.collection, report, self.settings.write_batch_size, self._finalize)
+        reader = WindowReader(
+            chunker,
+            self.spec,
+            report,
+            self.settings.window_size,
+            self.max_record_bytes,
+            self.on_event,  # type: ignore[arg-type]
+        )
         writer.start()
-        batch_size = self.settings.batch_size
-        buffer: list[dict[str, Any]] = []  # chunk docs waiting for vectors
-        waiting: list[_Pending] = []  # files with chunks not yet sent to the writer
-        queued = 0  # chunks handed to the encoder so far (a file is done once its last one is sent)
-        sent = 0
         try:
-            for file, h in todo:
-                self.on_event("file_start", {"path": file.relpath})
-                try:
-                    docs = self._documents(file, h, chunker)
-                except LoadError as exc:
-                    report.files_skipped.append({"path": str(file.root / file.relpath), "reason": exc.reason})
-                    self.on_event("file_done", {"path": file.relpath, "skipped": True})
-                    continue
-                if not docs:
-                    report.files_skipped.append(
-                        {"path": str(file.root / file.relpath), "reason": "no text after chunking"}
-                    )
-                    self.on_event("file_done", {"path": file.relpath, "skipped": True})
-                    continue
-                buffer.extend(docs)
-                queued += len(docs)
-                waiting.append(_Pending(file, h, len(docs), queued))
-                report.files_ingested.append(file.relpath)
-                while len(buffer) >= batch_size:
-                    self._encode_and_send(buffer[:batch_size], writer, report)
-                    sent += batch_size
-                    del buffer[:batch_size]
-                    waiting = self._finalize_sent(waiting, sent, writer)
-            if buffer:
-                self._encode_and_send(buffer, writer, report)
-                sent += len(buffer)
-                buffer.clear()
-            self._finalize_sent(waiting, sent, writer)
+            with self._encoding() as parallel:
+                encoder = WindowEncoder(
+                    self.collection, self.encoder, self.spec, writer, report, self.settings.batch_size, parallel,
+                    self.on_event,  # type: ignore[arg-type]
+                )  # fmt: skip
+                for window in reader.windows(jobs):
+                    encoder.process(window)
         finally:
             writer.close()
 
-    def _finalize_sent(self, waiting: list[_Pending], sent: int, writer: _Writer) -> list[_Pending]:
-        """Queue finalization (after the writes, same queue) for files whose last chunk has been sent."""
-        for p in waiting:
-            if p.last_seq <= sent:
-                writer.put("finalize", p)
-                self.on_event("file_done", {"path": p.file.relpath, "chunks": p.chunks})
-        return [p for p in waiting if p.last_seq > sent]
+    @contextlib.contextmanager
+    def _encoding(self) -> Any:
+        """How many batches go to the teacher at once: one, or one per worker of a multi-process pool."""
+        from leaf_mongo.parallel import encoder_pool, pool_devices
 
-    def _encode_and_send(self, docs: list[dict[str, Any]], writer: _Writer, report: IngestReport) -> None:
-        t0 = time.perf_counter()
-        emb = self.encoder.embed_documents([d[self.spec.text_field] for d in docs], batch_size=min(len(docs), 64))
-        vectors = self.encoder.stored_vectors(emb)
-        report.encode_seconds += time.perf_counter() - t0
-        full = self.spec.full_precision_field
-        out = []
-        for d, v, e in zip(docs, vectors, emb, strict=True):
-            doc = {**d, self.spec.embedding_field: v}
-            if full:
-                doc[full] = to_binary(e, "float32")
-            out.append(doc)
-        writer.put("docs", out)
-        self.on_event("chunks_encoded", {"n": len(docs)})
+        devices = pool_devices(self.settings)
+        if not devices:
+            yield 1
+            return
+        with encoder_pool(self.encoder, devices):
+            yield len(devices)
+
+    def _finalize(self, job: FileJob) -> int:
+        """Writer thread, after every chunk of the version is written: drop other versions, then the manifest."""
+        source = job.file.relpath
+        deleted = self.collection.delete_many(
+            {"source": source, "$or": [{"content_hash": {"$ne": job.content_hash}}, {"chunk": {"$gte": job.chunks}}]}
+        )
+        mid = _manifest_id(self.collection, source)
+        manifest_collection(self.collection).replace_one(
+            {"_id": mid},
+            {
+                "_id": mid,
+                "collection": self.collection.name,
+                "source": source,
+                "content_hash": job.content_hash,
+                "chunks": job.chunks,
+                "size": job.file.size,
+                "ingested_at": time.time(),
+            },
+            upsert=True,
+        )
+        clear_checkpoint(self.collection, source)
+        return int(deleted.deleted_count)
 
 
 def ingest(

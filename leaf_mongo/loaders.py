@@ -38,7 +38,10 @@ __all__ = [
 ]
 
 DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
-"""Default size limit; the setting ``LEAF_MONGO_MAX_FILE_MB`` raises it."""
+"""Default size limit; the setting ``LEAF_MONGO_MAX_FILE_MB`` raises it. Record corpora (``.jsonl``,
+``.jsonl.gz``, Parquet) are streamed, so for them it limits each record instead (see :mod:`leaf_mongo.records`)."""
+
+_RECORD_FORMATS = ("jsonl", "parquet")
 
 FORMATS: dict[str, str] = {
     ".md": "markdown",
@@ -50,6 +53,7 @@ FORMATS: dict[str, str] = {
     ".pdf": "pdf",
     ".jsonl": "jsonl",
     ".jsonl.gz": "jsonl",
+    ".parquet": "parquet",
 }
 """File name suffix (lower case) -> format name stored in :attr:`LoadedRecord.format`."""
 
@@ -205,7 +209,7 @@ class _RootScan:
             self.skip(relpath, f"unsupported file type {_suffix_label(relpath)}")
         elif size == 0:
             self.skip(relpath, "empty file")
-        elif size > self.max_file_bytes:
+        elif size > self.max_file_bytes and format_for(relpath) not in _RECORD_FORMATS:
             self.skip(
                 relpath,
                 f"file too large ({_mb(size)} > limit {_mb(self.max_file_bytes)}; "
@@ -409,6 +413,8 @@ def load(file: SourceFile) -> list[LoadedRecord]:
     fmt = file.format
     if fmt == "pdf":
         return [_load_pdf(_read(file))]
+    if fmt == "parquet":
+        return _load_parquet(file)
     if fmt == "jsonl":
         data = _read(file)
         if file.relpath.lower().endswith(".gz") or data[:2] == b"\x1f\x8b":
@@ -426,6 +432,20 @@ def load(file: SourceFile) -> list[LoadedRecord]:
         body, title = html_to_text(text)
         return [LoadedRecord(_require_text(body), title, None, fmt)]
     return [LoadedRecord(text, None, None, fmt)]
+
+
+def _load_parquet(file: SourceFile) -> list[LoadedRecord]:
+    """A whole Parquet corpus, strict like ``.jsonl``: any bad row refuses the file."""
+    from leaf_mongo.records import BadRecord, iter_records
+
+    records: list[LoadedRecord] = []
+    for item in iter_records(file, max_record_bytes=1 << 62):
+        if isinstance(item.record, BadRecord):
+            raise LoadError(f"{item.record.where}: {item.record.reason}")
+        records.append(item.record)
+    if not records:
+        raise LoadError("no text")
+    return records
 
 
 def _first_heading(sections: list[Section]) -> str | None:

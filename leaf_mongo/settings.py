@@ -73,6 +73,14 @@ class LeafMongoSettings(BaseSettings):
     chunk_overlap: int = Field(32, ge=0)
     batch_size: int = Field(64, ge=1, description="Texts per teacher encode call")
     write_batch_size: int = Field(500, ge=1)
+    window_size: int = Field(
+        4096, ge=1, description="Chunks read, length-sorted and encoded together (bounds memory on record corpora)"
+    )
+    workers: int | None = Field(None, ge=1, description="CPU encoder processes (sentence-transformers pool)")
+    ray: str | None = Field(None, description="Ingest on Ray: a cluster address, 'auto', or 'local' to start one")
+    devices: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Encoder devices, one process each (cuda:0,cuda:1); overrides workers"
+    )
     max_file_mb: float = Field(10.0, gt=0)
     index_wait_seconds: float = Field(180.0, gt=0, description="Deadline for the index to become queryable")
     fulltext: bool = Field(True, description="Also maintain a full-text (search) index over text, title, headings")
@@ -90,7 +98,7 @@ class LeafMongoSettings(BaseSettings):
     fusion: Fusion = Field("native", description="Hybrid: native ($rankFusion, MongoDB 8.1+) or client-side RRF")
     fusion_depth_factor: int = Field(2, ge=1, description="Hybrid: each list contributes factor x k results")
 
-    @field_validator("filter_fields", mode="before")
+    @field_validator("filter_fields", "devices", mode="before")
     @classmethod
     def _split_fields(cls, value: Any) -> Any:
         """Accept ``source,title`` or a JSON list from the environment."""

@@ -48,6 +48,11 @@ def test_fixture_tree(tree: tuple[Path, dict[str, Any]], mongo_uri: str, db_name
 
     want_ingested = {k for k, e in expected.items() if e.outcome == "ingested"}
     want_skipped = {k: e.reason for k, e in expected.items() if e.outcome == "skipped"}
+    # Ingest streams record corpora: a bad line is skipped with its reason and the rest goes in (load() alone
+    # refuses the whole file).
+    want_ingested.add("corpus/bad.jsonl")
+    want_skipped["corpus/bad.jsonl"] = "line 2: not valid JSON"
+    assert report.records_skipped == 1
     assert set(report.files_ingested) == want_ingested
     skipped = {str(Path(s["path"]).relative_to(root)): s["reason"] for s in report.files_skipped}
     assert set(skipped) == set(want_skipped)

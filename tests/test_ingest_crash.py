@@ -80,7 +80,9 @@ def test_sigkill_at_any_point_converges(tmp_path: Path, mongo_uri: str, db_name:
     base = {**os.environ, "LEAF_MONGO_URI": mongo_uri, "LEAF_MONGO_COLLECTION": "docs",
             "LEAF_MONGO_TEACHER_MODEL": minilm_path, "LEAF_MONGO_LEAF_MODEL": minilm_path,
             "LEAF_MONGO_QUERY_PROMPT": "", "LEAF_MONGO_CHUNK_SIZE": "64", "LEAF_MONGO_CHUNK_OVERLAP": "8",
-            "LEAF_MONGO_BATCH_SIZE": "8", "LEAF_MONGO_WRITE_BATCH_SIZE": "5"}  # fmt: skip
+            "LEAF_MONGO_BATCH_SIZE": "8", "LEAF_MONGO_WRITE_BATCH_SIZE": "5",
+            # Small windows, so files are finalized one after another while later ones are still encoding.
+            "LEAF_MONGO_WINDOW_SIZE": "16"}  # fmt: skip
 
     ref_db = f"{db_name}_ref"
     try:
@@ -111,3 +113,73 @@ def test_sigkill_at_any_point_converges(tmp_path: Path, mongo_uri: str, db_name:
         np.testing.assert_allclose(from_binary(got["embedding"]), from_binary(ref["embedding"]), atol=1e-5)
     again, events = _run(root, env, None)
     assert json.loads(json.dumps(events[-1]))["chunks_written"] == 0
+
+
+def _records_file(path: Path, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    with path.open("w") as fh:
+        for i in range(n):
+            text = " ".join(rng.choice(WORDS, size=int(rng.integers(4, 60)))) + "."
+            fh.write(json.dumps({"_id": f"r{i}", "title": f"T{i % 5}", "text": text}) + "\n")
+
+
+def test_sigkill_mid_record_file_resumes(tmp_path: Path, mongo_uri: str, db_name: str,
+                                         mongo_client: MongoClient) -> None:  # fmt: skip
+    """Killed halfway through one large .jsonl, a re-run encodes only what is not stored yet and ends equal to
+    a clean run; a file changed after the kill converges exactly to its new content."""
+    from tests.tiny_models import make_tiny_model
+
+    tiny = str(make_tiny_model(tmp_path / "tiny", dimensions=16, seed=4))
+    root = tmp_path / "corpus"
+    root.mkdir()
+    corpus = root / "big.jsonl"
+    _records_file(corpus, 500, seed=1)
+    window, batch = 48, 8
+    base = {**os.environ, "LEAF_MONGO_URI": mongo_uri, "LEAF_MONGO_COLLECTION": "docs",
+            "LEAF_MONGO_TEACHER_MODEL": tiny, "LEAF_MONGO_LEAF_MODEL": tiny, "LEAF_MONGO_QUERY_PROMPT": "",
+            "LEAF_MONGO_CHUNK_SIZE": "24", "LEAF_MONGO_CHUNK_OVERLAP": "4", "LEAF_MONGO_BATCH_SIZE": str(batch),
+            "LEAF_MONGO_WRITE_BATCH_SIZE": "5", "LEAF_MONGO_WINDOW_SIZE": str(window),
+            "OMP_NUM_THREADS": "1"}  # fmt: skip
+
+    def reference() -> tuple[dict[str, dict[str, Any]], int]:
+        ref_db = f"{db_name}_ref"
+        try:
+            _, events = _run(root, {**base, "LEAF_MONGO_DATABASE": ref_db}, None)
+            return _docs(mongo_client, ref_db), sum(e["event"] == "chunks_encoded" for e in events)
+        finally:
+            mongo_client.drop_database(ref_db)
+
+    def same(final: dict[str, dict[str, Any]], ref: dict[str, dict[str, Any]]) -> None:
+        assert set(final) == set(ref)
+        for key, r in ref.items():
+            got = final[key]
+            plain = {k: v for k, v in r.items() if k != "embedding"}
+            assert {k: v for k, v in got.items() if k != "embedding"} == plain
+            np.testing.assert_allclose(from_binary(got["embedding"]), from_binary(r["embedding"]), atol=1e-5)
+
+    ref, batches = reference()
+    total = len(ref)
+    env = {**base, "LEAF_MONGO_DATABASE": db_name}
+    killed, _ = _run(root, env, ("chunks_encoded", batches // 2))
+    assert killed
+    durable = len(_docs(mongo_client, db_name))
+    assert 0 < durable < total
+    assert mongo_client[db_name]["leaf_mongo_progress"].count_documents({}) == 1
+    _, events = _run(root, env, None)
+    rerun = events[-1]
+    # Everything missing is encoded, and at most a window plus a batch of what was stored is encoded again.
+    assert total - durable <= rerun["chunks_encoded"] <= total - durable + window + batch, (rerun, durable)
+    same(_docs(mongo_client, db_name), ref)
+    assert mongo_client[db_name]["leaf_mongo_progress"].count_documents({}) == 0
+    _, events = _run(root, env, None)
+    assert events[-1]["chunks_written"] == events[-1]["chunks_encoded"] == 0
+
+    # Kill again mid-file, then change the file: the re-run converges to exactly the new version.
+    _records_file(corpus, 400, seed=2)
+    new_ref, batches = reference()
+    _records_file(corpus, 500, seed=3)
+    killed, _ = _run(root, env, ("chunks_encoded", batches // 2))
+    assert killed
+    _records_file(corpus, 400, seed=2)
+    _run(root, env, None)
+    same(_docs(mongo_client, db_name), new_ref)

@@ -15,6 +15,7 @@ from rich.progress import (
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
 
@@ -40,28 +41,42 @@ from leaf_mongo.cli.common import (
 
 
 class _ProgressView:
-    """Feeds ingest events into rich progress bars (files, chunks with rate, index wait spinner)."""
+    """Feeds ingest events into rich progress bars: files; the bytes to read (what is known in advance of a
+    streamed corpus) with records and chunks so far, chunk rate and ETA; the index wait spinner."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.files = progress.add_task("files", total=None)
-        self.chunks = progress.add_task("chunks encoded", total=None)
+        self.read = progress.add_task("records", total=None)
         self.index: Any = None
+        self.records = self.chunks = 0
 
     def __call__(self, event: str, data: dict[str, Any]) -> None:
         p = self.progress
         if event == "scan":
             p.update(self.files, total=data["files"])
+            p.update(self.read, total=data.get("bytes") or None)
         elif event == "file_start":
             p.update(self.files, description=f"files [dim]{data['path'][-40:]}[/]")
         elif event == "file_done":
             p.advance(self.files)
+        elif event == "records_read":
+            self.records += data["n"]
+            p.advance(self.read, data["done"])
+            self._describe()
         elif event == "chunks_encoded":
-            p.advance(self.chunks, data["n"])
+            self.chunks += data["n"]
+            self._describe()
         elif event == "index_status":
             if self.index is None:
                 self.index = p.add_task("waiting for the vectorSearch index", total=None)
             p.update(self.index, description=f"vectorSearch index: {data['status']}")
+
+    def _describe(self) -> None:
+        elapsed = self.progress.tasks[self.read].elapsed or 0.0
+        rate = f", {self.chunks / elapsed:.1f} chunks/s" if elapsed > 0 else ""
+        desc = f"{self.records:,} records, {self.chunks:,} chunks encoded{rate}"
+        self.progress.update(self.read, description=desc)
 
 
 def _summary(report: Any) -> Table:
@@ -75,6 +90,9 @@ def _summary(report: Any) -> Table:
         t.add_row("", f"[yellow]{s['path']}[/]: {s['reason']}")
     if report.files_pruned:
         t.add_row("files pruned", str(len(report.files_pruned)))
+    if report.records_read or report.records_skipped:
+        t.add_row("records read", f"{report.records_read} ({report.records_skipped} skipped)")
+    t.add_row("chunks encoded", str(report.chunks_encoded))
     t.add_row("chunks written", str(report.chunks_written))
     t.add_row("chunks deleted", str(report.chunks_deleted))
     t.add_row("time", f"{report.seconds:.1f} s (encoding {report.encode_seconds:.1f} s)")
@@ -107,6 +125,15 @@ def ingest_command(
     prune: bool = typer.Option(False, "--prune", help="Remove chunks of files that no longer exist"),
     recreate: bool = typer.Option(False, "--recreate", help="Drop and rebuild when the stored spec differs"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what would change; write nothing"),
+    window_size: int | None = typer.Option(None, "--window-size", help="Chunks read and encoded together"),
+    workers: int | None = typer.Option(None, "--workers", help="CPU encoder processes (multi-process pool)"),
+    devices: str | None = typer.Option(None, "--devices", help="Encoder devices, e.g. cuda:0,cuda:1"),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS",
+        help="Run on Ray: 'local' starts a local instance, 'auto' or ray://HOST:10001 joins a cluster",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables"),
     fulltext: bool | None = typer.Option(
         None,
@@ -139,6 +166,10 @@ def ingest_command(
         similarity=similarity,
         batch_size=batch_size,
         fulltext=fulltext,
+        window_size=window_size,
+        workers=workers,
+        devices=devices,
+        ray=ray,
         teacher_backend=teacher_backend,
     )
     if not as_json:
@@ -156,8 +187,9 @@ def ingest_command(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TaskProgressColumn(show_speed=True),
+            TaskProgressColumn(),
             TimeElapsedColumn(),
+            TimeRemainingColumn(),
             console=console,
             transient=False,
         ) as progress:

@@ -23,6 +23,7 @@ from mongomock import helpers as mm_helpers
 
 from leaf_mongo.testing.errors import CommandError
 from leaf_mongo.testing.fulltext import FullTextIndex
+from leaf_mongo.testing.id_lookup import IdIndexedCollection
 from leaf_mongo.testing.search_index import SearchIndex
 from leaf_mongo.testing.vectors import PathVectors
 
@@ -79,7 +80,9 @@ class BackendState:
     def _coll(self, db: str, name: Any) -> MockCollection:
         if not isinstance(name, str) or not name:
             raise CommandError(f"collection name has invalid type {type(name).__name__}", 73)
-        return self._client[db][name]
+        coll = self._client[db][name]
+        coll.__class__ = IdIndexedCollection  # O(1) _id lookups (see id_lookup)
+        return coll
 
     def _exists(self, db: str, name: str) -> bool:
         return name in self._client[db].list_collection_names()
