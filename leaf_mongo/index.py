@@ -58,17 +58,36 @@ def fulltext_index_definition(spec: VectorSpec) -> dict[str, Any]:
 def ensure_fulltext_index(collection: Collection[Any], name: str, spec: VectorSpec) -> EnsureAction:
     """Create the ``search`` index if missing, update it in place when its definition differs."""
     wanted = fulltext_index_definition(spec)
+    return _ensure_search_index(
+        collection,
+        name,
+        "search",
+        wanted,
+        lambda latest: (latest or {}).get("mappings") == wanted["mappings"],
+        "LEAF_MONGO_FULLTEXT_INDEX_NAME",
+    )
+
+
+def _ensure_search_index(
+    collection: Collection[Any],
+    name: str,
+    kind: str,
+    wanted: dict[str, Any],
+    matches: Callable[[dict[str, Any] | None], bool],
+    setting: str,
+) -> EnsureAction:
+    """The lifecycle both index types share: create if missing, refuse another type, update in place."""
     existing = get_search_index(collection, name)
     try:
         if existing is None:
-            collection.create_search_index(SearchIndexModel(definition=wanted, name=name, type="search"))
+            collection.create_search_index(SearchIndexModel(definition=wanted, name=name, type=kind))
             return "created"
-        if existing.get("type", "search") != "search":
+        if existing.get("type", kind) != kind:
             raise SearchIndexError(
                 f"search index {name!r} on {collection.full_name} exists but is of type {existing.get('type')!r}, "
-                "not search; choose another LEAF_MONGO_FULLTEXT_INDEX_NAME"
+                f"not {kind}; choose another {setting}"
             )
-        if (existing.get("latestDefinition") or {}).get("mappings") == wanted["mappings"]:
+        if matches(existing.get("latestDefinition")):
             return "unchanged"
         collection.update_search_index(name, wanted)
         return "updated"
@@ -113,22 +132,14 @@ def get_search_index(collection: Collection[Any], name: str) -> dict[str, Any] |
 def ensure_vector_index(collection: Collection[Any], name: str, spec: VectorSpec) -> EnsureAction:
     """Create the index if missing, update it if only its options differ; never drop data."""
     wanted = vector_index_definition(spec)
-    existing = get_search_index(collection, name)
-    try:
-        if existing is None:
-            collection.create_search_index(SearchIndexModel(definition=wanted, name=name, type="vectorSearch"))
-            return "created"
-        if existing.get("type", "vectorSearch") != "vectorSearch":
-            raise SearchIndexError(
-                f"search index {name!r} on {collection.full_name} exists but is of type {existing.get('type')!r}, "
-                "not vectorSearch; choose another LEAF_MONGO_INDEX_NAME"
-            )
-        if definitions_match(wanted, existing.get("latestDefinition")):
-            return "unchanged"
-        collection.update_search_index(name, wanted)
-        return "updated"
-    except OperationFailure as exc:
-        raise server_error(exc, f"creating search index {name!r} on {collection.full_name}") from None
+    return _ensure_search_index(
+        collection,
+        name,
+        "vectorSearch",
+        wanted,
+        lambda latest: definitions_match(wanted, latest),
+        "LEAF_MONGO_INDEX_NAME",
+    )
 
 
 def wait_for_vector_index(
