@@ -149,10 +149,6 @@ class VectorEncoder:
         """The document route as a torch model (its tokenizer and sequence limit drive chunking)."""
         return self.documents.st_model
 
-    @property
-    def leaf(self) -> SentenceTransformer:
-        return self.queries.st_model
-
     @cached_property
     def query_prompt(self) -> str:
         """Explicit override, else the recorded prompt; in teacher mode the teacher's own query prompt if it

@@ -97,9 +97,9 @@ def _quiet_transformers() -> None:
         pass
 
 
-def model_dimension(name_or_path: str, device: str | None = None) -> int:
-    """Output dimension of a model (loads it)."""
-    dim = embedding_dimension(load_model(name_or_path, device))
+def model_dimension(name_or_path: str, device: str | None = None, task: Task = "document") -> int:
+    """Output dimension of a model's ``task`` route (loads that route only; a plain model loads whole)."""
+    dim = embedding_dimension(load_model(name_or_path, device, task=task))
     if not dim:
         raise ModelLoadError(f"model {name_or_path!r} does not report its embedding dimension")
     return int(dim)
