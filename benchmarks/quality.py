@@ -169,11 +169,11 @@ def main() -> int:
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.out}")
     if args.plot:
-        from leaf_mongo.evaluation import EvalResult, _model_label
+        from leaf_mongo.evaluation import EvalResult, model_label
 
         def series(r: dict[str, Any]) -> str:
             """Merged runs may hold leaf-only rows of several models: one series each."""
-            return f"leaf ({_model_label(r['doc_model'])})" if r["mode"] == "leaf" else r["mode"]
+            return f"leaf ({model_label(r['doc_model'])})" if r["mode"] == "leaf" else r["mode"]
 
         merged = [
             EvalResult(
