@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pymongo import DeleteMany, MongoClient
 from pymongo.collection import Collection
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from leaf_mongo.connection import check_server, make_client, server_error
 from leaf_mongo.encoders import VectorEncoder
@@ -45,6 +45,9 @@ from leaf_mongo.spec_store import delete_spec, load_spec, save_spec
 from leaf_mongo.vectors import bson_vector_size
 
 MANIFEST_COLLECTION = "leaf_mongo_files"
+SOURCE_INDEX = "leaf_mongo_source"
+"""B-tree index on (source, content_hash): replacing, discarding and pruning a file's chunks filter on them, and
+without it every finished file costs a collection scan on a real server (hours at millions of chunks)."""
 _UNSET = object()
 HASH_CHUNK = 1 << 20
 
@@ -343,6 +346,7 @@ class Ingestor:
         stale = sorted(self._stale_sources(files, known))
         if not stale:
             return
+        self.ensure_source_index()
         result = self.collection.bulk_write([DeleteMany({"source": s}) for s in stale], ordered=False)
         manifest_collection(self.collection).delete_many(
             {"_id": {"$in": [_manifest_id(self.collection, s) for s in stale]}}
@@ -372,7 +376,17 @@ class Ingestor:
     def max_record_bytes(self) -> int:
         return int(self.settings.max_file_mb * 1024 * 1024)
 
+    def ensure_source_index(self) -> None:
+        """Idempotent (``createIndexes`` with the same key and name is a no-op); an index the user made on the
+        same key under another name (IndexOptionsConflict, code 85) serves as well."""
+        try:
+            self.collection.create_index([("source", 1), ("content_hash", 1)], name=SOURCE_INDEX)
+        except OperationFailure as exc:
+            if exc.code != 85:
+                raise
+
     def _ingest_files(self, todo: list[tuple[SourceFile, str]], report: IngestReport) -> None:
+        self.ensure_source_index()
         chunker = self._chunker()
         jobs = self._jobs(todo, chunker)
         if self.settings.ray:

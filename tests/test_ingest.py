@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from leaf_mongo import ServerError, SpecMismatchError, load_settings, load_spec
 from leaf_mongo.cli import app
-from leaf_mongo.ingest import MANIFEST_COLLECTION, ingest
+from leaf_mongo.ingest import MANIFEST_COLLECTION, SOURCE_INDEX, ingest
 from leaf_mongo.settings import LeafMongoSettings
 from leaf_mongo.vectors import from_binary
 from tests.fixture_tree import build_fixture_tree
@@ -124,6 +124,23 @@ def test_quantized_storage(tmp_path: Path, mongo_uri: str, db_name: str, minilm_
     index = next(iter(mongo_client[db_name]["docs"].list_search_indexes(settings.index_name)))
     vector = index["latestDefinition"]["fields"][0]
     assert (vector["numDimensions"], vector["similarity"]) == (dims, "euclidean" if dtype == "binary" else "cosine")
+
+
+def test_source_index(
+    tmp_path: Path, mongo_uri: str, db_name: str, minilm_path: str, mongo_client: MongoClient
+) -> None:
+    """Replacing or pruning a file's chunks filters on (source, content_hash): ingest keeps a B-tree index for it,
+    created once (a re-run with a changed file does not fail on the existing index)."""
+    (tmp_path / "a.md").write_text("# Title\n\nSome text about indexes.\n")
+    settings = make_settings(mongo_uri, db_name, minilm_path)
+    ingest([tmp_path], settings)
+    (tmp_path / "a.md").write_text("# Title\n\nOther text about indexes.\n")
+    assert ingest([tmp_path], settings).files_ingested == ["a.md"]
+    indexes = mongo_client[db_name]["docs"].index_information()
+    assert indexes[SOURCE_INDEX]["key"] == [("source", 1), ("content_hash", 1)]
+    if mongo_client.admin.command("buildInfo").get("gitVersion") != "leaf-mongo-emulator":  # it has no planner
+        plan = mongo_client[db_name]["docs"].find({"source": "a.md", "content_hash": "x"}).explain()
+        assert SOURCE_INDEX in json.dumps(plan["queryPlanner"]["winningPlan"], default=str)
 
 
 def test_spec_conflict_and_recreate(tmp_path: Path, mongo_uri: str, db_name: str, minilm_path: str,

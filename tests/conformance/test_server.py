@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pymongo import DeleteMany, InsertOne, ReplaceOne, UpdateOne
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError
+from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError, OperationFailure
 from pymongo.write_concern import WriteConcern
 
 # --------------------------------------------------------------------------- basic server behaviour
@@ -127,6 +127,26 @@ def test_unique_index_is_enforced(database: Database) -> None:
     coll.drop_index("email_1")
     coll.insert_one({"email": "a@x"})
     assert coll.count_documents({"email": "a@x"}) == 2
+
+
+def test_create_index_conflicts(database: Database) -> None:
+    # Source: https://www.mongodb.com/docs/manual/reference/method/db.collection.createIndex/ (recreating an
+    # existing index is a no-op; an index cannot be renamed or re-optioned); mongod IndexCatalog conflict codes
+    # IndexOptionsConflict (85), IndexKeySpecsConflict (86).
+    coll = database.ix
+    coll.insert_one({"a": 1, "b": 1})
+    assert coll.create_index([("a", 1), ("b", 1)], name="mine") == "mine"
+    assert coll.create_index([("a", 1), ("b", 1)], name="mine") == "mine"  # same spec: no-op
+    with pytest.raises(OperationFailure) as same_key:
+        coll.create_index([("a", 1), ("b", 1)], name="other")
+    assert same_key.value.code == 85
+    with pytest.raises(OperationFailure) as same_name:
+        coll.create_index([("b", 1)], name="mine")
+    assert same_name.value.code == 86
+    with pytest.raises(OperationFailure) as options:
+        coll.create_index([("a", 1), ("b", 1)], name="mine", unique=True)
+    assert options.value.code == 85
+    assert sorted(coll.index_information()) == ["_id_", "mine"]
 
 
 def test_unacknowledged_writes_get_no_reply(database: Database) -> None:

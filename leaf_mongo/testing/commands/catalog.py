@@ -92,6 +92,8 @@ class CatalogCommands(BackendState):
             kwargs = {
                 k: spec[k] for k in ("unique", "sparse", "expireAfterSeconds", "partialFilterExpression") if k in spec
             }
+            if _existing_index(coll, spec.get("name"), list(key.items()), kwargs):
+                continue
             try:
                 coll.create_index(list(key.items()), name=spec.get("name"), **kwargs)
             except mongomock.DuplicateKeyError as exc:
@@ -133,3 +135,37 @@ class CatalogCommands(BackendState):
                 except mongomock.OperationFailure as exc:
                     raise CommandError(f"index not found with name [{ix}]", 27) from exc
         return {"nIndexesWas": n_before}
+
+
+def _existing_index(coll: Any, name: str | None, key: list[tuple[str, Any]], options: dict[str, Any]) -> bool:
+    """True when this exact index exists (createIndexes is then a no-op); the server's conflict errors otherwise.
+
+    As mongod's IndexCatalog checks a requested spec against existing ones: same key and options under another
+    name is IndexOptionsConflict (85), same name with another key is IndexKeySpecsConflict (86), same name and key
+    with other options is IndexOptionsConflict (85). https://www.mongodb.com/docs/manual/reference/method/db.collection.createIndex/
+    (Recreating an existing index; index options; index names cannot be changed).
+    """
+    norm = [(f, int(d) if isinstance(d, (int, float)) else d) for f, d in key]
+    for existing, info in coll.index_information().items():
+        same_key = [(f, int(d) if isinstance(d, (int, float)) else d) for f, d in info["key"]] == norm
+        same_options = all(info.get(k) == v for k, v in options.items()) and all(
+            k not in info or k in options for k in ("unique", "sparse", "expireAfterSeconds", "partialFilterExpression")
+        )
+        if existing == name and same_key and same_options:
+            return True
+        if existing == name and not same_key:
+            raise CommandError(
+                "An existing index has the same name as the requested index. When index names are not specified, "
+                f"they are auto generated and can cause conflicts. Requested index: {dict(key)}, existing index: "
+                f"{dict(info['key'])}",
+                86,
+            )
+        if existing == name:
+            raise CommandError(
+                f"An equivalent index already exists with the same name but different options. Requested index: "
+                f"{options}, existing index: { {k: v for k, v in info.items() if k not in ('key', 'v')} }",
+                85,
+            )
+        if same_key and same_options and name is not None and existing != "_id_":
+            raise CommandError(f"Index already exists with a different name: {existing}", 85)
+    return False
