@@ -79,6 +79,9 @@ MIN_VERSION = {"$rankFusion": (8, 1, 0), "$scoreFusion": (8, 2, 0)}
 FIRST_STAGE_ONLY = frozenset({"$vectorSearch", "$listSearchIndexes", "$search", "$searchMeta"})
 # Not allowed in a $lookup sub-pipeline (DOC_STAGE: "You can't use $vectorSearch ... in $lookup or $facet").
 NOT_IN_LOOKUP = frozenset({"$vectorSearch", "$listSearchIndexes", "$rankFusion", "$scoreFusion"})
+# Not allowed in a $facet sub-pipeline (mongod DocumentSourceFacet: "<name> is not allowed to be used within a
+# $facet stage", code 40600; DOC_STAGE for $vectorSearch, the $search docs for $search / $searchMeta).
+NOT_IN_FACET = frozenset({*NOT_IN_LOOKUP, "$search", "$searchMeta", "$facet", "$out", "$merge", "$unionWith"})
 # {$meta: <name>} -> hidden field the source stage stores the value in.
 META_FIELDS: dict[str, str] = {**fusion.META_FIELDS, "vectorSearchScore": SCORE_FIELD}
 
@@ -103,6 +106,12 @@ def run_pipeline(
             raise CommandError(f"{name} is not allowed to be used within a $lookup stage", 51047)
         if i > 0 and name in FIRST_STAGE_ONLY:
             raise CommandError(f"{name} is only valid as the first stage in a pipeline", 40602)
+        if name == "$facet" and isinstance(stage[name], dict):
+            for sub in stage[name].values():
+                for inner in sub if isinstance(sub, list) else []:
+                    inner_name = next(iter(inner), None) if isinstance(inner, dict) else None
+                    if inner_name in NOT_IN_FACET:
+                        raise CommandError(f"{inner_name} is not allowed to be used within a $facet stage", 40600)
     coll = state._coll(db, coll_name)
     first = next(iter(pipeline[0])) if pipeline else None
     source = SOURCE_STAGES.get(first) if first is not None else None

@@ -98,6 +98,19 @@ def test_vector_search_is_refused_inside_lookup(database: Database) -> None:
         ).to_list()
 
 
+def test_search_stages_are_refused_inside_facet(database: Database) -> None:
+    # Source: DOC_STAGE ("You can't use $vectorSearch ... in $facet"; REF §4 line "not allowed in ... $facet");
+    # https://www.mongodb.com/docs/atlas/atlas-search/aggregation-stages/search/ ($search cannot be used in
+    # $facet); mongod DocumentSourceFacet refuses such stages with code 40600.
+    database.parents.insert_many(PARENTS)
+    text = {"$search": {"index": "default", "text": {"query": "x", "path": "title"}}}
+    for stage in (vs("vi", [1.0, 0.0, 0.0]), text):
+        with pytest.raises(OperationFailure) as err:
+            database.parents.aggregate([{"$facet": {"x": [stage]}}]).to_list()
+        assert err.value.code == 40600 and "$facet" in str(err.value)
+    assert database.parents.aggregate([{"$facet": {"n": [{"$count": "n"}]}}]).to_list() == [{"n": [{"n": 2}]}]
+
+
 def test_union_with_collection_and_pipeline(database: Database) -> None:
     # Source: UNION (string form = whole collection; {coll, pipeline} form; order: input first).
     database.parents.insert_many(PARENTS)
