@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
-from leaf_mongo.loaders import LoadedRecord, LoadError, SourceFile, _valid_unicode
+from leaf_mongo.loaders import LoadedRecord, LoadError, SourceFile
+from leaf_mongo.text_formats import valid_unicode
 
 __all__ = ["RECORD_FORMATS", "BadRecord", "RecordItem", "is_record_file", "iter_records"]
 
@@ -166,7 +167,7 @@ def _record(obj: dict[str, Any], where: str, seen: _SeenIds, parse: bool) -> Loa
     if not parse:
         return _ID_ONLY
     title = obj.get("title")
-    body, title = _valid_unicode(body), _valid_unicode(title) if isinstance(title, str) else None
+    body, title = valid_unicode(body), valid_unicode(title) if isinstance(title, str) else None
     title = title.strip() if isinstance(title, str) and title.strip() else None
     return LoadedRecord(body, title, record_id, "jsonl")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from leaf_mongo.discovery import _pattern_matches as pattern_matches
 from leaf_mongo.loaders import (
     LoadError,
     Section,
@@ -22,7 +23,6 @@ from leaf_mongo.loaders import (
     markdown_sections,
     rst_sections,
 )
-from leaf_mongo.loaders import _pattern_matches as pattern_matches
 from tests.fixture_tree import BEIR_RECORDS, Expected, build_fixture_tree, make_pdf
 
 
