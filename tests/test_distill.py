@@ -134,7 +134,10 @@ def test_loss_decreases_and_projection_has_teacher_dimension(trained: tuple[Path
 
 
 def test_teacher_vectors_come_from_the_shared_cache(env: dict[str, Path], trained: tuple[Path, Any]) -> None:
-    """Same key as ingest: (teacher as given, "" for documents; the query prompt for queries)."""
+    """Documents under ingest's key (teacher as given, the applied document prompt ""); queries under the query
+    route's key with the query prompt; both equal to what sentence-transformers' task API computes."""
+    from sentence_transformers import SentenceTransformer
+
     from leaf_mongo.chunking import Chunker
     from leaf_mongo.distill import collect_documents
     from leaf_mongo.models import load_model
@@ -142,10 +145,45 @@ def test_teacher_vectors_come_from_the_shared_cache(env: dict[str, Path], traine
     chunker = Chunker.for_model(load_model(str(env["teacher"])), 256, 32)
     docs, titles, _ = collect_documents([env["corpus"]], chunker)
     cache = open_cache(env["cache"])
-    assert all(v is not None for v in cache.get_many(str(env["teacher"]), "", docs))
+    stored = cache.get_many(str(env["teacher"]), "", docs)
+    assert all(v is not None for v in stored)
     assert len(titles) == 60 and not any(cache.get_many(str(env["teacher"]), "", titles))  # --titles was off
     queries = read_queries([env["queries"]], read_query_ids([env["train"]]))
-    assert all(v is not None for v in cache.get_many(str(env["teacher"]), "query: ", queries))
+    stored_q = cache.get_many(f"{env['teacher']}#query-route", "query: ", queries)
+    assert all(v is not None for v in stored_q)
+    reference = SentenceTransformer(str(env["teacher"]), device="cpu")
+    assert np.allclose(np.stack(stored), reference.encode_document(docs), atol=1e-5)  # type: ignore[arg-type]
+    assert np.allclose(np.stack(stored_q), reference.encode_query(queries, prompt="query: "), atol=1e-5)  # type: ignore[arg-type]
+
+
+def test_router_teacher_takes_each_task_route(env: dict[str, Path], tmp_path: Path) -> None:
+    """A Router teacher (an -asym layout): documents through its document route, queries through its query route
+    with its configured query prompt, as the model card's encode_document / encode_query compute them."""
+    from sentence_transformers import SentenceTransformer
+
+    from tests.tiny_models import QUERY_PROMPT, make_arctic_style, make_asym_style, make_leaf_ir_style
+
+    teacher = make_arctic_style(tmp_path / "arctic", hidden=16)
+    leaf = make_leaf_ir_style(tmp_path / "leaf", dimensions=16, hidden=12)
+    asym = make_asym_style(tmp_path / "asym", leaf, teacher)
+    cache = tmp_path / "cache"
+    report = distill(_config(env, tmp_path / "out", teacher=str(asym), query_prompt=None, steps=2, cache=cache))
+    assert report.query_prompt == QUERY_PROMPT and report.dimensions == 16
+    reference = SentenceTransformer(str(asym), device="cpu")
+    queries = read_queries([env["queries"]], read_query_ids([env["train"]]))
+    stored_q = open_cache(cache).get_many(f"{asym}#query-route", QUERY_PROMPT, queries)
+    assert all(v is not None for v in stored_q)
+    assert np.allclose(np.stack(stored_q), reference.encode_query(queries), atol=1e-5)  # type: ignore[arg-type]
+    from leaf_mongo.chunking import Chunker
+    from leaf_mongo.distill import collect_documents
+    from leaf_mongo.models import load_model
+
+    chunker = Chunker.for_model(load_model(str(asym), task="document"), 256, 32)  # the document route's tokenizer
+    docs, _, _ = collect_documents([env["corpus"]], chunker)
+    stored = open_cache(cache).get_many(str(asym), "", docs)
+    assert report.texts["documents"] == len(docs) and all(v is not None for v in stored)
+    assert np.allclose(np.stack(stored), reference.encode_document(docs), atol=1e-5)  # type: ignore[arg-type]
+    assert not np.allclose(np.stack(stored), reference.encode_query(docs, prompt=""), atol=1e-3)  # type: ignore[arg-type]
 
 
 def test_saved_model_loads_and_encodes_with_prompt(env: dict[str, Path], trained: tuple[Path, Any]) -> None:
