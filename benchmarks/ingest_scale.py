@@ -50,6 +50,13 @@ print(json.dumps({"event": "finished", "peak_rss_mb": round(peak, 1), **report.t
 
 @contextlib.contextmanager
 def emulator() -> Iterator[str]:
+    with emulator_process() as (uri, _pid):
+        yield uri
+
+
+@contextlib.contextmanager
+def emulator_process() -> Iterator[tuple[str, int]]:
+    """``python -m leaf_mongo.testing`` in its own process: its URI and pid (to account its CPU)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "leaf_mongo.testing", "--port", "0", "--index-delay", "0"],
         stdout=subprocess.PIPE,
@@ -60,7 +67,7 @@ def emulator() -> Iterator[str]:
     line = proc.stdout.readline()
     uri = line.rsplit(" ", 1)[-1].strip()
     try:
-        yield uri
+        yield uri, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
