@@ -386,3 +386,42 @@ def test_score_fusion_requires_normalization(fts: Collection[Any]) -> None:
     del stage["$scoreFusion"]["input"]["normalization"]
     with pytest.raises(OperationFailure):
         _fusion(fts, stage)
+
+
+def test_score_fusion_expression_combines_named_pipeline_scores(fts: Collection[Any]) -> None:
+    # Source: SCORE_FUSION (combination.method "expression": combination.expression computes the score from the
+    # input pipelines' normalized scores, each available as $$<input pipeline name>).
+    raw = {
+        name: {r["_id"]: r["score"] for r in search(fts, {"text": {"query": name, "path": "body"}})}
+        for name in ("fox", "quick")
+    }
+    norm = {n: {k: 1 / (1 + math.exp(-v)) for k, v in values.items()} for n, values in raw.items()}
+    stage = _sf("sigmoid")
+    stage["$scoreFusion"]["combination"] = {
+        "method": "expression",
+        "expression": {"$add": [{"$multiply": ["$$fox", 3]}, "$$quick"]},
+    }
+    rows = _fusion(fts, stage)
+    assert {r["_id"] for r in rows} == set(raw["fox"]) | set(raw["quick"])
+    for row in rows:
+        expected = 3 * norm["fox"].get(row["_id"], 0.0) + norm["quick"].get(row["_id"], 0.0)
+        assert row["score"] == pytest.approx(expected)
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+
+
+@pytest.mark.parametrize(
+    "combination",
+    [
+        {"method": "expression"},  # no expression
+        {"method": "expression", "expression": {"$add": ["$$fox", "$$quick"]}, "weights": {"fox": 2}},
+        {"method": "median"},
+    ],
+    ids=["expression-missing", "expression-with-weights", "unknown-method"],
+)
+def test_score_fusion_combination_validated(fts: Collection[Any], combination: dict[str, Any]) -> None:
+    # Source: SCORE_FUSION (method is avg or expression; expression is mutually exclusive with weights) and the
+    # Java driver's ScoreFusionCombination ("The server rejects specifying both weights and an expression").
+    stage = _sf("none")
+    stage["$scoreFusion"]["combination"] = combination
+    with pytest.raises(OperationFailure):
+        _fusion(fts, stage)

@@ -9,7 +9,9 @@ appears once, as the first pipeline that returned it has it) and sort by the fus
 - ``$scoreFusion`` (reference/operator/aggregation/scoreFusion, MongoDB 8.2): each pipeline's score
   (``{$meta: "score"}`` of its ``$search``/``$vectorSearch``) normalized (``none``, ``sigmoid`` or
   ``minMaxScaler`` over that pipeline's results), weighted, and averaged over all input pipelines
-  (a pipeline that did not return the document contributes 0).
+  (a pipeline that did not return the document contributes 0); or, with ``combination.method:
+  "expression"``, combined by an arithmetic ``combination.expression`` in which ``$$<pipeline name>`` is that
+  pipeline's normalized score (mutually exclusive with ``weights``).
 
 ``{$meta: "score"}`` then reads the fused score and ``{$meta: "scoreDetails"}`` (with
 ``scoreDetails: true``) its per-pipeline breakdown.
@@ -21,6 +23,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import mongomock
 from bson import ObjectId, encode
 
 from leaf_mongo.testing.errors import CommandError
@@ -225,12 +228,16 @@ def score_fusion(spec: Any, run: RunPipeline) -> list[dict[str, Any]]:
         raise _bad(f"$scoreFusion.input.normalization must be one of [{', '.join(NORMALIZATIONS)}]")
     weights, combination = _weights("$scoreFusion", spec, list(pipelines), {"method", "expression"})
     method = combination.get("method", "avg")
-    if method == "expression" or "expression" in combination:
-        raise CommandError(
-            "$scoreFusion combination.method expression is not supported by the leaf-mongo emulator", 238
-        )
-    if method != "avg":
+    if method not in ("avg", "expression"):
         raise _bad("$scoreFusion.combination.method must be one of [avg, expression]")
+    expression = combination.get("expression")
+    if method == "expression":
+        if expression is None:
+            raise _bad("$scoreFusion.combination.expression is required when combination.method is 'expression'")
+        if "weights" in combination:
+            raise _bad("$scoreFusion.combination: weights and expression are mutually exclusive")
+    elif expression is not None:
+        raise _bad("$scoreFusion.combination.expression is only used when combination.method is 'expression'")
     details = _score_details_flag("$scoreFusion", spec)
     for name, pipeline in pipelines.items():
         if next(iter(pipeline[0])) not in SCORED_FIRST_STAGES:
@@ -258,12 +265,18 @@ def score_fusion(spec: Any, run: RunPipeline) -> list[dict[str, Any]]:
                 "value": s,
                 "details": [doc[SEARCH_DETAILS_FIELD]] if doc.get(SEARCH_DETAILS_FIELD) else [],
             }
-    ranked = sorted(order, key=lambda k: -fused[k]["sum"])
+    for entry in fused.values():
+        if expression is None:
+            entry["score"] = entry["sum"] / n
+        else:  # $$<name>: the pipeline's normalized score, 0 where it did not return the document
+            scores = {name: entry["per"][name]["value"] if name in entry["per"] else 0.0 for name in pipelines}
+            entry["score"] = _evaluate(expression, scores)
+    ranked = sorted(order, key=lambda k: -fused[k]["score"])
     out = []
     for key in ranked:
         entry = fused[key]
         doc = entry["doc"]
-        score = entry["sum"] / n
+        score = entry["score"]
         doc[SCORE_FIELD] = score
         if details:
             doc[SCORE_DETAILS_FIELD] = {
@@ -271,8 +284,26 @@ def score_fusion(spec: Any, run: RunPipeline) -> list[dict[str, Any]]:
                 "description": "the value calculated by combining the scores (either normalized or raw) across "
                 "input pipelines from which this document is output from:",
                 "normalization": normalization,
-                "combination": {"method": "average"},
+                "combination": (
+                    {"method": "average"}
+                    if expression is None
+                    else {"method": "custom expression", "expression": expression}
+                ),
                 "details": [entry["per"].get(p, {"inputPipelineName": p, "weight": weights[p]}) for p in pipelines],
             }
         out.append(doc)
     return out
+
+
+def _evaluate(expression: Any, scores: dict[str, float]) -> float:
+    """``combination.expression`` with each pipeline's score bound to ``$$<pipeline name>`` (mongomock's
+    aggregation-expression evaluator); the result must be a number, as the fused score is."""
+    from mongomock import aggregate
+
+    try:
+        value = aggregate._Parser({}, user_vars=scores).parse(expression)
+    except (mongomock.OperationFailure, NotImplementedError, KeyError, TypeError) as exc:
+        raise _bad(f"$scoreFusion.combination.expression could not be evaluated: {exc}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _bad(f"$scoreFusion.combination.expression must evaluate to a number, got {value!r}")
+    return float(value)
