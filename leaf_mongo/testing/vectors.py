@@ -249,12 +249,15 @@ def score_matrix(field: VectorField, matrix: SlotMatrix, query: ParsedVector) ->
             ham = _POPCOUNT[xor].sum(axis=1, dtype=np.int64)
         scores = (field.num_dimensions - ham) / float(field.num_dimensions)
     else:
+        # einsum, not ``data @ q``: a BLAS gemv this size runs on OpenBLAS worker threads, which keep spinning
+        # after it returns; in-process (tests, notebooks, benchmarks) they take the cores the client's next
+        # torch forward pass needs (measured: batch-1 query encoding 2-3x slower). einsum stays on this thread.
         if query.kind == "float":
             q = query.values.astype(np.float32)
-            dots = (data @ q).astype(np.float64)
+            dots = np.einsum("ij,j->i", data, q).astype(np.float64)
         else:
             q = query.values.astype(np.float64)
-            dots = data @ q
+            dots = np.einsum("ij,j->i", data, q)
         q_sq = float(q.astype(np.float64) @ q.astype(np.float64))
         sq = matrix.sq_norms[:n]
         if sim == "cosine":
