@@ -110,14 +110,11 @@ def main() -> int:
             texts = [c.text for c in chunker.chunk(load(source), source.format)]
             teacher.encode(texts[:8], batch_size=8)  # warm-up
             pairs = []
-            ingestors = [first]
-            for n in range(args.repeats):
+            ingestors = [first, *(make(n) for n in range(1, args.repeats))]  # a fresh collection per pair
+            for n, ingestor in enumerate(ingestors):
                 t0 = time.perf_counter()
                 teacher.encode(texts, batch_size=args.batch_size, convert_to_numpy=True, show_progress_bar=False)
                 raw_seconds = time.perf_counter() - t0
-                ingestor = first if n == 0 else make(n)
-                if n:
-                    ingestors.append(ingestor)
                 cpu0 = _cpu_seconds(pid)
                 report = ingestor.run([corpus.parent])
                 server_cpu = _cpu_seconds(pid) - cpu0

@@ -25,6 +25,7 @@ from typing import Any
 
 import mongomock
 from bson import ObjectId, encode
+from mongomock import aggregate as mongomock_aggregate
 
 from leaf_mongo.testing.errors import CommandError
 
@@ -298,10 +299,8 @@ def score_fusion(spec: Any, run: RunPipeline) -> list[dict[str, Any]]:
 def _evaluate(expression: Any, scores: dict[str, float]) -> float:
     """``combination.expression`` with each pipeline's score bound to ``$$<pipeline name>`` (mongomock's
     aggregation-expression evaluator); the result must be a number, as the fused score is."""
-    from mongomock import aggregate
-
     try:
-        value = aggregate._Parser({}, user_vars=scores).parse(expression)
+        value = mongomock_aggregate._Parser({}, user_vars=scores).parse(expression)
     except (mongomock.OperationFailure, NotImplementedError, KeyError, TypeError) as exc:
         raise _bad(f"$scoreFusion.combination.expression could not be evaluated: {exc}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
