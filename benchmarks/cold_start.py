@@ -5,7 +5,7 @@ cold search spends its time (imports), and the resident memory of a query model 
    model, as teacher and leaf). Then ``python -m leaf_mongo search "..." --json`` runs as a fresh process ``--runs``
    times per backend (after one untimed run that exports the backend). ``--baseline-src DIR`` times the same
    command against another source tree (e.g. a checkout of the previous release) as "before".
-2. Import costs, each in a fresh process: ``torch``, ``sentence_transformers``, ``leaf_mongo.retriever``,
+2. Import costs, each in a fresh process: ``torch``, ``sentence_transformers``, ``leaf_mongo.query.retriever``,
    ``onnxruntime`` + ``tokenizers``.
 3. Resident memory after the first query of an -asym packaging built from real weights (all-MiniLM-L6-v2 as the
    query route, all-mpnet-base-v2 as the document route, ``Router.for_query_document``): the whole model loaded
@@ -74,7 +74,7 @@ def import_costs(runs: int) -> dict[str, float]:
         "python": "pass",
         "torch": "import torch",
         "sentence_transformers": "import sentence_transformers",
-        "leaf_mongo.retriever": "import leaf_mongo.retriever",
+        "leaf_mongo.query.retriever": "import leaf_mongo.query.retriever",
         "onnxruntime+tokenizers": "import onnxruntime, tokenizers",
     }.items():
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -84,8 +84,8 @@ def import_costs(runs: int) -> dict[str, float]:
 
 RSS_CODE = """
 import json, sys
-from leaf_mongo.encoders import SideEncoder
-from leaf_mongo.models import load_model
+from leaf_mongo.models.encoders import SideEncoder
+from leaf_mongo.models.loading import load_model
 path, how = sys.argv[1], sys.argv[2]
 if how == "whole":
     model = load_model(path)  # what SentenceTransformer(asym) holds: both towers

@@ -34,9 +34,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks.common import write_result  # noqa: E402
 from leaf_mongo.ingest import Ingestor  # noqa: E402
-from leaf_mongo.loaders import SourceFile, load  # noqa: E402
+from leaf_mongo.ingest.loaders import load  # noqa: E402
+from leaf_mongo.ingest.sources import SourceFile  # noqa: E402
 from leaf_mongo.settings import load_settings  # noqa: E402
-from leaf_mongo.vectors import bson_vector_size  # noqa: E402
+from leaf_mongo.spec.vectors import bson_vector_size  # noqa: E402
 
 MPNET = Path.home() / ".cache/leaf-mongo-models/all-mpnet-base-v2"
 
@@ -105,7 +106,7 @@ def main() -> int:
             first = make(0)
             settings = first.settings
             teacher = first.encoder.teacher  # load once (models are cached), outside every timing
-            chunker = first._chunker()
+            chunker = first.chunker
             source = SourceFile(corpus, corpus.name, corpus.parent, corpus.stat().st_size)
             texts = [c.text for c in chunker.chunk(load(source), source.format)]
             teacher.encode(texts[:8], batch_size=8)  # warm-up

@@ -182,7 +182,7 @@ def kill_and_resume(n: int) -> dict[str, Any]:
         durable = len(docs_of(uri, "killed"))
         rerun = run_ingest(folder, env)
         ref, got = docs_of(uri, "clean"), docs_of(uri, "killed")
-        from leaf_mongo.vectors import from_binary
+        from leaf_mongo.spec.vectors import from_binary
 
         same_ids = set(ref) == set(got)
         same_fields = same_ids and all(
@@ -222,7 +222,7 @@ def workers(n: int, scifact: Path, docs: int, teacher: str) -> dict[str, Any]:
             runs[w] = rep
             print(json.dumps({"workers": w, "seconds": rep["seconds"], "chunks": rep["chunks_written"]}), flush=True)
         a, b = docs_of(uri, "w1"), docs_of(uri, f"w{n}")
-        from leaf_mongo.vectors import from_binary
+        from leaf_mongo.spec.vectors import from_binary
 
         diff = max(float(np.abs(from_binary(a[i]["embedding"]) - from_binary(b[i]["embedding"])).max()) for i in a)
     one, many = runs[1], runs[n]
@@ -262,7 +262,7 @@ def ray_path(scifact: Path, docs: int, teacher: str) -> dict[str, Any]:
         finally:
             ray.shutdown()
         a, b = docs_of_coll(uri, "ray", "local"), docs_of_coll(uri, "ray", "ray")
-        from leaf_mongo.vectors import from_binary
+        from leaf_mongo.spec.vectors import from_binary
 
         diff = max(float(np.abs(from_binary(a[i]["embedding"]) - from_binary(b[i]["embedding"])).max()) for i in a)
     return {

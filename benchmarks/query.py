@@ -37,10 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine  # noqa: E402
 from leaf_mongo import VectorSpec  # noqa: E402
-from leaf_mongo.encoders import VectorEncoder  # noqa: E402
-from leaf_mongo.index import ensure_vector_index, wait_for_vector_index  # noqa: E402
-from leaf_mongo.retriever import LeafRetriever, _QueryState  # noqa: E402
-from leaf_mongo.spec_store import save_spec  # noqa: E402
+from leaf_mongo.models.encoders import VectorEncoder  # noqa: E402
+from leaf_mongo.query.plan import QueryState, build_pipeline  # noqa: E402
+from leaf_mongo.query.retriever import LeafRetriever  # noqa: E402
+from leaf_mongo.spec.index import ensure_vector_index, wait_for_vector_index  # noqa: E402
+from leaf_mongo.spec.store import save_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "query.json"
@@ -180,7 +181,7 @@ class _TimedAsync(_Timed):
         return _ListCursor(docs)
 
 
-def _timed_encode(state: _QueryState) -> list[float]:
+def _timed_encode(state: QueryState) -> list[float]:
     """Wrap the state's encode so each call records its own duration."""
     record: list[float] = [0.0]
     original = state.encode
@@ -216,9 +217,8 @@ def bench_overhead(coll: Any, queries: list[str], k: int, warmup: int = 20) -> d
     timed = _Timed(coll)
     retriever = LeafRetriever(collection=timed, index_name=INDEX, k=k)
     retriever.invoke(queries[0])  # reads the spec, loads the model, checks the index
-    state = retriever._state
-    assert state is not None
-    call = retriever._call(state, {})
+    state = retriever.load()
+    options = retriever.options(state)
     enc_record = _timed_encode(state)
     for q in queries[:warmup]:
         retriever.invoke(q)
@@ -237,7 +237,7 @@ def bench_overhead(coll: Any, queries: list[str], k: int, warmup: int = 20) -> d
         t0 = time.perf_counter()
         _, qvec = state.encode(q)
         sep_encode.append(time.perf_counter() - t0)
-        pipeline = retriever.pipeline(state, qvec, call)
+        pipeline = build_pipeline(state.spec, retriever.plan, options, qvec)
         t0 = time.perf_counter()
         list(coll.aggregate(pipeline))
         sep_rt.append(time.perf_counter() - t0)
@@ -267,8 +267,7 @@ async def bench_overhead_async(
         timed = _TimedAsync(acoll)
         retriever = LeafRetriever(async_collection=timed, index_name=INDEX, k=k, encode_in_thread=in_thread)
         await retriever.ainvoke(queries[0])
-        state = retriever._state
-        assert state is not None
+        state = await retriever.aload()
         enc_record = _timed_encode(state)
         for q in queries[:warmup]:
             await retriever.ainvoke(q)
@@ -319,7 +318,7 @@ def main() -> None:
     import torch
     from pymongo import MongoClient
 
-    from leaf_mongo.models import embedding_dimension, load_model
+    from leaf_mongo.models.loading import embedding_dimension, load_model
     from leaf_mongo.testing import MongoEmulator
 
     if args.threads:

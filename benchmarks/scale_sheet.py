@@ -2,8 +2,8 @@
 
     python benchmarks/scale_sheet.py [--chars-per-chunk 1100] [--gpu-tflops 125]
 
-Inputs, each named in the sheet: the profiles' dimensions (leaf_mongo.profiles), BSON sizes of a stored chunk
-document as leaf-mongo writes it (leaf_mongo.vectors + bson), the measured CPU teacher throughput in
+Inputs, each named in the sheet: the profiles' dimensions (leaf_mongo.spec.profiles), BSON sizes of a stored chunk
+document as leaf-mongo writes it (leaf_mongo.spec.vectors + bson), the measured CPU teacher throughput in
 benchmarks/results/ingest.json, the published 2-vCPU throughput (shared/reference/leaf-models.md §1.6), and a
 FLOP estimate for GPUs (no GPU was available to measure; the assumption is printed next to the figure).
 """
@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import bson  # noqa: E402
 from bson.binary import Binary  # noqa: E402
 
-from leaf_mongo.profiles import PROFILES  # noqa: E402
-from leaf_mongo.vectors import bson_vector_size  # noqa: E402
+from leaf_mongo.spec.profiles import PROFILES  # noqa: E402
+from leaf_mongo.spec.vectors import bson_vector_size  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (1_000_000, 10_000_000, 100_000_000)
@@ -108,7 +108,7 @@ def main() -> int:
             lines.append(f"| {name} | {d} | {label} | {db:,} | {ib:,} | {cells} |")
     vec = {dt: bson_vector_size(dt, 768) for dt in ("float32", "int8", "binary")}
     lines += ["", f"BSON vector value alone at 768 dims: float32 {vec['float32']:,} B, int8 {vec['int8']:,} B, "
-              f"packed bits {vec['binary']:,} B (`leaf_mongo.vectors.bson_vector_size`).", ""]  # fmt: skip
+              f"packed bits {vec['binary']:,} B (`leaf_mongo.spec.vectors.bson_vector_size`).", ""]  # fmt: skip
 
     lines += ["## Teacher compute (documents only; queries use the leaf model)", "",
               "| profile | source of throughput | chunks/s | " + " | ".join(f"{n // 1_000_000}M chunks" for n in SIZES)

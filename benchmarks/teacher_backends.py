@@ -22,9 +22,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 from benchmarks.common import RESULTS, machine  # noqa: E402
-from leaf_mongo.chunking import Chunker  # noqa: E402
-from leaf_mongo.encoders import VectorEncoder  # noqa: E402
-from leaf_mongo.loaders import SourceFile, discover, load  # noqa: E402
+from leaf_mongo.ingest.chunking import Chunker  # noqa: E402
+from leaf_mongo.ingest.discovery import discover  # noqa: E402
+from leaf_mongo.ingest.loaders import load  # noqa: E402
+from leaf_mongo.ingest.sources import SourceFile  # noqa: E402
+from leaf_mongo.models.encoders import VectorEncoder  # noqa: E402
 from leaf_mongo.spec import VectorSpec  # noqa: E402
 
 SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact" / "corpus.jsonl.gz"

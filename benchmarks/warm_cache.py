@@ -22,13 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from leaf_mongo.chunking import Chunker  # noqa: E402
-from leaf_mongo.embedding_cache import open_cache  # noqa: E402
-from leaf_mongo.encoders import VectorEncoder  # noqa: E402
 from leaf_mongo.evaluation import DEFAULT_CACHE  # noqa: E402
-from leaf_mongo.loaders import SourceFile, discover, load  # noqa: E402
+from leaf_mongo.ingest.chunking import Chunker  # noqa: E402
+from leaf_mongo.ingest.discovery import discover  # noqa: E402
+from leaf_mongo.ingest.loaders import load  # noqa: E402
+from leaf_mongo.ingest.sources import SourceFile  # noqa: E402
+from leaf_mongo.models.cache import open_cache  # noqa: E402
+from leaf_mongo.models.encoders import VectorEncoder  # noqa: E402
+from leaf_mongo.models.resolve import spec_from_settings  # noqa: E402
 from leaf_mongo.settings import load_settings  # noqa: E402
-from leaf_mongo.spec import spec_from_settings  # noqa: E402
 
 
 def main() -> int:

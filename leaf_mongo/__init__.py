@@ -10,9 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-__version__ = "0.1.0"
-
-from leaf_mongo.encoders import VectorEncoder
+from leaf_mongo._version import __version__ as __version__
 from leaf_mongo.errors import (
     FilterError,
     LeafMongoError,
@@ -22,7 +20,13 @@ from leaf_mongo.errors import (
     SettingsError,
     SpecMismatchError,
 )
-from leaf_mongo.index import (
+from leaf_mongo.ingest import IngestReport, ingest
+from leaf_mongo.models.encoders import VectorEncoder
+from leaf_mongo.models.resolve import spec_from_settings
+from leaf_mongo.redact import redact_uri
+from leaf_mongo.settings import LeafMongoSettings, load_settings
+from leaf_mongo.spec import VectorSpec
+from leaf_mongo.spec.index import (
     ensure_fulltext_index,
     ensure_vector_index,
     fulltext_index_definition,
@@ -30,18 +34,14 @@ from leaf_mongo.index import (
     wait_for_search_index,
     wait_for_vector_index,
 )
-from leaf_mongo.ingest import IngestReport, ingest
-from leaf_mongo.profiles import PROFILES, QUERY_PROMPT, Profile
-from leaf_mongo.redact import redact_uri
-from leaf_mongo.settings import LeafMongoSettings, load_settings
-from leaf_mongo.spec import VectorSpec, spec_from_settings
-from leaf_mongo.spec_store import aload_spec, load_spec, save_spec
+from leaf_mongo.spec.profiles import PROFILES, QUERY_PROMPT, Profile
+from leaf_mongo.spec.store import aload_spec, load_spec, save_spec
 
 # LangChain-based parts load on first access. (The ingest function is imported eagerly: a lazy import of a
 # function named like its module would hand out the module once ``leaf_mongo.ingest`` is imported.)
 _LAZY = {
-    "LeafRetriever": "leaf_mongo.retriever",
-    "LeafEmbeddings": "leaf_mongo.embeddings",
+    "LeafRetriever": "leaf_mongo.query.retriever",
+    "LeafEmbeddings": "leaf_mongo.query.embeddings",
 }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
+from leaf_mongo._version import __version__
 from leaf_mongo.errors import ServerError
 from leaf_mongo.settings import LeafMongoSettings
 
@@ -24,8 +25,6 @@ def client_options(settings: LeafMongoSettings) -> dict[str, Any]:
     """
     from pymongo.driver_info import DriverInfo
     from pymongo.uri_parser import parse_uri
-
-    from leaf_mongo import __version__
 
     opts: dict[str, Any] = {
         "serverSelectionTimeoutMS": settings.server_timeout_ms,
@@ -55,7 +54,7 @@ def check_server(client: MongoClient[Any]) -> None:
     try:
         client.admin.command("ping")
     except PyMongoError as exc:
-        raise server_error(exc) from None
+        raise server_error(exc) from exc
 
 
 def server_error(exc: Exception, action: str | None = None) -> ServerError:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from leaf_mongo.errors import SettingsError
 from leaf_mongo.redact import redact_uri
 
 Dtype = Literal["float32", "int8", "binary"]
@@ -133,8 +134,6 @@ def env_name(field: str) -> str:
 def load_settings(**overrides: Any) -> LeafMongoSettings:
     """Read env and ``.env``, apply CLI overrides, and turn validation failures into one clear message."""
     from pydantic import ValidationError
-
-    from leaf_mongo.errors import SettingsError
 
     try:
         return LeafMongoSettings().with_overrides(**overrides)

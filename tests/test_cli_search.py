@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from leaf_mongo.cli import app
 from leaf_mongo.cli.search import parse_filter
 from leaf_mongo.errors import FilterError
-from tests.test_retriever import TEXT, build_corpus
+from tests.test_query_retriever import TEXT, build_corpus
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from leaf_mongo.distill import (
     read_queries,
     read_query_ids,
 )
-from leaf_mongo.embedding_cache import open_cache
-from leaf_mongo.models import ALIGNMENT_FILE, aligned_teacher
+from leaf_mongo.models.cache import open_cache
+from leaf_mongo.models.loading import ALIGNMENT_FILE, aligned_teacher
 from tests.tiny_models import make_tiny_model
 
 TEACHER_DIM = 24
@@ -138,9 +138,9 @@ def test_teacher_vectors_come_from_the_shared_cache(env: dict[str, Path], traine
     route's key with the query prompt; both equal to what sentence-transformers' task API computes."""
     from sentence_transformers import SentenceTransformer
 
-    from leaf_mongo.chunking import Chunker
     from leaf_mongo.distill import collect_documents
-    from leaf_mongo.models import load_model
+    from leaf_mongo.ingest.chunking import Chunker
+    from leaf_mongo.models.loading import load_model
 
     chunker = Chunker.for_model(load_model(str(env["teacher"])), 256, 32)
     docs, titles, _ = collect_documents([env["corpus"]], chunker)
@@ -174,9 +174,9 @@ def test_router_teacher_takes_each_task_route(env: dict[str, Path], tmp_path: Pa
     stored_q = open_cache(cache).get_many(f"{asym}#query-route", QUERY_PROMPT, queries)
     assert all(v is not None for v in stored_q)
     assert np.allclose(np.stack(stored_q), reference.encode_query(queries), atol=1e-5)  # type: ignore[arg-type]
-    from leaf_mongo.chunking import Chunker
     from leaf_mongo.distill import collect_documents
-    from leaf_mongo.models import load_model
+    from leaf_mongo.ingest.chunking import Chunker
+    from leaf_mongo.models.loading import load_model
 
     chunker = Chunker.for_model(load_model(str(asym), task="document"), 256, 32)  # the document route's tokenizer
     docs, _, _ = collect_documents([env["corpus"]], chunker)
@@ -262,9 +262,9 @@ def test_cached_only_skips_uncached_chunks(env: dict[str, Path], trained: tuple[
     extra.write_text(json.dumps({"_id": "new", "title": "zz", "text": "yyy xxx www"}) + "\n")
     report = distill(_config(env, tmp_path / "m", steps=2, texts=[env["corpus"], extra], cached_only=True))
     assert report.texts["documents"] == 60
-    from leaf_mongo.chunking import Chunker
     from leaf_mongo.distill import collect_documents
-    from leaf_mongo.models import load_model
+    from leaf_mongo.ingest.chunking import Chunker
+    from leaf_mongo.models.loading import load_model
 
     new_chunks, _, _ = collect_documents([extra], Chunker.for_model(load_model(str(env["teacher"])), 256, 32))
     assert new_chunks and open_cache(env["cache"]).get_many(str(env["teacher"]), "", new_chunks) == [None]

@@ -17,7 +17,7 @@ from leaf_mongo import ServerError, SpecMismatchError, load_settings, load_spec
 from leaf_mongo.cli import app
 from leaf_mongo.ingest import MANIFEST_COLLECTION, SOURCE_INDEX, ingest
 from leaf_mongo.settings import LeafMongoSettings
-from leaf_mongo.vectors import from_binary
+from leaf_mongo.spec.vectors import from_binary
 from tests.fixture_tree import build_fixture_tree
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pymongo import MongoClient
 
-from leaf_mongo.vectors import from_binary
+from leaf_mongo.spec.vectors import from_binary
 
 DRIVER = """
 import json, sys

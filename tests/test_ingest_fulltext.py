@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from leaf_mongo import load_spec
 from leaf_mongo.cli import app
-from leaf_mongo.index import fulltext_index_definition, get_search_index
 from leaf_mongo.ingest import ingest
 from leaf_mongo.spec import FULLTEXT_FIELDS
+from leaf_mongo.spec.index import fulltext_index_definition, get_search_index
 from tests.test_ingest import make_settings
 
 FT = "leaf_fulltext_index"

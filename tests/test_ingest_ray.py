@@ -12,7 +12,7 @@ import pytest
 from pymongo import MongoClient
 
 from leaf_mongo.ingest import ingest
-from leaf_mongo.vectors import from_binary
+from leaf_mongo.spec.vectors import from_binary
 from tests.test_ingest_stream import records, settings_for, write_jsonl
 from tests.tiny_models import make_tiny_model
 

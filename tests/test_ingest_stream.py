@@ -15,16 +15,17 @@ import numpy as np
 import pytest
 from pymongo import MongoClient
 
-from leaf_mongo.chunking import Chunker
-from leaf_mongo.encoders import VectorEncoder
 from leaf_mongo.ingest import MANIFEST_COLLECTION, chunk_id, file_hash, ingest
-from leaf_mongo.loaders import SourceFile, load
-from leaf_mongo.models import load_model
-from leaf_mongo.pipeline import length_batches
-from leaf_mongo.resume import PROGRESS_COLLECTION
+from leaf_mongo.ingest.chunking import Chunker
+from leaf_mongo.ingest.loaders import load
+from leaf_mongo.ingest.resume import PROGRESS_COLLECTION
+from leaf_mongo.ingest.sources import SourceFile
+from leaf_mongo.ingest.windows import length_batches
+from leaf_mongo.models.encoders import VectorEncoder
+from leaf_mongo.models.loading import load_model
+from leaf_mongo.models.resolve import spec_from_settings
 from leaf_mongo.settings import LeafMongoSettings, load_settings
-from leaf_mongo.spec import spec_from_settings
-from leaf_mongo.vectors import from_binary
+from leaf_mongo.spec.vectors import from_binary
 from tests.tiny_models import make_tiny_model
 
 WORDS = "alpha beta gamma delta river stone cloud maple quartz violet ember harbor".split()

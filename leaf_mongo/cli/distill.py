@@ -20,8 +20,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from leaf_mongo.cli import app
+from leaf_mongo.cli.app import app
 from leaf_mongo.cli.common import DebugOpt, console, out, run_command, settings_from_flags
+from leaf_mongo.spec.vector_spec import resolved_teacher
 
 
 class _ProgressView:
@@ -133,7 +134,6 @@ def distill_command(
     continues from its last checkpoint when started again with the same arguments.
     """
     from leaf_mongo.distill import DistillConfig, distill
-    from leaf_mongo.spec import resolved_teacher
 
     settings = settings_from_flags()
     teacher = teacher or resolved_teacher(settings)

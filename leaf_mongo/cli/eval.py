@@ -11,16 +11,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from leaf_mongo.cli import app
+from leaf_mongo.cli.app import app
 from leaf_mongo.cli.common import (
+    MODELS,
     DebugOpt,
-    LeafOpt,
-    ProfileOpt,
-    TeacherOpt,
-    UriOpt,
     console,
     out,
     run_command,
+    settings_flags,
     settings_from_flags,
 )
 from leaf_mongo.errors import SettingsError
@@ -32,8 +30,6 @@ def _split(value: str) -> list[str]:
 
 def _weights(value: str) -> list[tuple[float, float]]:
     """``1:1,2:1`` -> [(1.0, 1.0), (2.0, 1.0)]."""
-    from leaf_mongo.errors import SettingsError
-
     out = []
     for item in _split(value):
         try:
@@ -132,6 +128,7 @@ def _table(report: Any, k: int) -> Table:
 
 @app.command("eval")
 @run_command
+@settings_flags("uri", *MODELS)
 def eval_command(
     dataset_dir: Path = typer.Argument(..., help="BEIR folder: corpus.jsonl[.gz], queries.jsonl, qrels/test.tsv"),
     modes: str = typer.Option(
@@ -146,9 +143,6 @@ def eval_command(
     dimensions: str = typer.Option("full", "--dimensions", "-d", help="Comma list: integers, full, half"),
     dtypes: str = typer.Option("float32", "--dtypes", help="Comma list of float32, int8, binary"),
     quantizations: str = typer.Option("none", "--quantizations", help="Comma list of none, scalar, binary"),
-    profile: str | None = ProfileOpt,
-    teacher_model: str | None = TeacherOpt,
-    leaf_model: str | None = LeafOpt,
     query_prompt: str | None = typer.Option(
         None, "--query-prompt", help="Query prefix (env LEAF_MONGO_QUERY_PROMPT; default: the profile's)"
     ),
@@ -164,12 +158,13 @@ def eval_command(
     split: str = typer.Option("test", "--split", help="qrels split whose queries are run"),
     exact: bool = typer.Option(False, "--exact", help="Exact (ENN) search instead of HNSW"),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the embedding cache"),
-    uri: str | None = UriOpt,
     database: str = typer.Option("leaf_mongo_eval", "--database", "--db", help="Database for eval collections"),
     emulator: bool = typer.Option(False, "--emulator", help="Run against an in-process emulator (offline, CI)"),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of results instead of a table"),
     plot: Path | None = typer.Option(None, "--plot", help="Write nDCG@10 against bytes per vector to a PNG"),
     debug: bool = DebugOpt,
+    *,
+    flags: dict[str, Any],
 ) -> None:
     """Ingest a BEIR corpus through the normal path, run its test queries through the retriever, and report
     nDCG@10, Recall@10/100, MRR@10 and query latency per mode × dimensions × dtype × quantization.
@@ -178,9 +173,7 @@ def eval_command(
     """
     from leaf_mongo.evaluation import load_beir, plot_results, run_eval
 
-    settings = settings_from_flags(
-        uri=uri, profile=profile, teacher_model=teacher_model, leaf_model=leaf_model, query_prompt=query_prompt
-    )
+    settings = settings_from_flags(**flags, query_prompt=query_prompt)
     data = load_beir(dataset_dir, split=split)
     kwargs: dict[str, Any] = dict(
         settings=settings,

@@ -19,25 +19,19 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from leaf_mongo.cli import app
+from leaf_mongo.cli.app import app
 from leaf_mongo.cli.common import (
-    CollectionOpt,
-    DatabaseOpt,
+    MODELS,
+    SERVER,
+    VECTORS,
     DebugOpt,
-    DimsOpt,
-    DtypeOpt,
-    IndexOpt,
-    LeafOpt,
-    ProfileOpt,
-    QuantOpt,
-    SimOpt,
-    TeacherOpt,
-    UriOpt,
     console,
     out,
     run_command,
+    settings_flags,
     settings_from_flags,
 )
+from leaf_mongo.ingest import ingest
 
 
 class _ProgressView:
@@ -106,19 +100,9 @@ def _summary(report: Any) -> Table:
 
 @app.command("ingest")
 @run_command
+@settings_flags(*SERVER, *MODELS, *VECTORS)
 def ingest_command(
     paths: list[Path] = typer.Argument(..., help="Files or folders to ingest", show_default=False),
-    uri: str | None = UriOpt,
-    database: str | None = DatabaseOpt,
-    collection: str | None = CollectionOpt,
-    index_name: str | None = IndexOpt,
-    profile: str | None = ProfileOpt,
-    teacher_model: str | None = TeacherOpt,
-    leaf_model: str | None = LeafOpt,
-    dimensions: int | None = DimsOpt,
-    dtype: str | None = DtypeOpt,
-    quantization: str | None = QuantOpt,
-    similarity: str | None = SimOpt,
     batch_size: int | None = typer.Option(None, "--batch-size", help="Texts per teacher encode call"),
     include: list[str] = typer.Option([], "--include", help="Glob on relative paths to include (repeatable)"),
     exclude: list[str] = typer.Option([], "--exclude", help="Glob on relative paths to exclude (repeatable)"),
@@ -144,26 +128,16 @@ def ingest_command(
         None, "--teacher-backend", help="Document encoding: torch, onnx, onnx-int8, openvino, openvino-int8"
     ),
     debug: bool = DebugOpt,
+    *,
+    flags: dict[str, Any],
 ) -> None:
     """Chunk files, embed them with the teacher, and write them to MongoDB with a vectorSearch index
     (and a search index for full-text and hybrid search).
 
     Exit codes: 0 success, 1 done but some files skipped, 2 bad usage or settings, 3 server or index error.
     """
-    from leaf_mongo.ingest import ingest
-
     settings = settings_from_flags(
-        uri=uri,
-        database=database,
-        collection=collection,
-        index_name=index_name,
-        profile=profile,
-        teacher_model=teacher_model,
-        leaf_model=leaf_model,
-        dimensions=dimensions,
-        dtype=dtype,
-        quantization=quantization,
-        similarity=similarity,
+        **flags,
         batch_size=batch_size,
         fulltext=fulltext,
         window_size=window_size,

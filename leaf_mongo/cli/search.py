@@ -9,16 +9,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from leaf_mongo.cli import app
+from leaf_mongo.cli.app import app
 from leaf_mongo.cli.common import (
-    CollectionOpt,
-    DatabaseOpt,
+    SERVER,
     DebugOpt,
-    IndexOpt,
-    LeafOpt,
-    UriOpt,
     out,
     run_command,
+    settings_flags,
     settings_from_flags,
 )
 from leaf_mongo.errors import FilterError
@@ -51,6 +48,7 @@ def _snippet(text: str, width: int = SNIPPET) -> str:
 
 @app.command("search")
 @run_command
+@settings_flags(*SERVER, "leaf_model")
 def search_command(
     question: str = typer.Argument(..., help="What to search for", show_default=False),
     k: int | None = typer.Option(None, "-k", "--k", min=1, max=10_000, help="Results to return (env LEAF_MONGO_K)"),
@@ -78,31 +76,24 @@ def search_command(
     fusion: str | None = typer.Option(
         None, "--fusion", help="Hybrid: native ($rankFusion, MongoDB 8.1+) or client (two searches, fused here)"
     ),
-    uri: str | None = UriOpt,
-    database: str | None = DatabaseOpt,
-    collection: str | None = CollectionOpt,
-    index_name: str | None = IndexOpt,
-    leaf_model: str | None = LeafOpt,
     leaf_backend: str | None = typer.Option(
         None,
         "--leaf-backend",
         help="Query encoding: torch, onnx, onnx-int8, openvino, openvino-int8 (env LEAF_MONGO_LEAF_BACKEND)",
     ),
     debug: bool = DebugOpt,
+    *,
+    flags: dict[str, Any],
 ) -> None:
     """Encode the question with the leaf model and run $vectorSearch (or $search, or both fused).
 
     Exit codes: 0 success (also with no results), 2 bad usage, filter or spec mismatch, 3 server or index error.
     """
-    from leaf_mongo.retriever import LeafRetriever
+    from leaf_mongo.query.retriever import LeafRetriever
 
     pre_filter = parse_filter(filter_json)
     settings = settings_from_flags(
-        uri=uri,
-        database=database,
-        collection=collection,
-        index_name=index_name,
-        leaf_model=leaf_model,
+        **flags,
         k=k,
         search_mode=search_mode,
         vector_weight=vector_weight,

@@ -13,9 +13,12 @@ from typing import Any
 import numpy as np
 
 from leaf_mongo.distill.config import TEACHER_BLOCK, DistillError
-from leaf_mongo.embedding_cache import open_cache
-from leaf_mongo.layout import Task
-from leaf_mongo.loaders import LoadError, SkippedFile, SourceFile, discover, load
+from leaf_mongo.ingest.discovery import discover
+from leaf_mongo.ingest.loaders import load
+from leaf_mongo.ingest.sources import LoadError, SkippedFile, SourceFile
+from leaf_mongo.models.cache import open_cache
+from leaf_mongo.models.encoders import SideEncoder
+from leaf_mongo.models.layout import Task
 
 
 def collect_documents(
@@ -134,7 +137,6 @@ def teacher_embeddings(
     applied document prompt), so chunks an ingest embedded cost nothing here; query-route vectors get a key of
     their own (a Router's query route differs from its document route for the same text and prompt).
     """
-    from leaf_mongo.encoders import SideEncoder
 
     cache = open_cache(cache_dir)
     side = SideEncoder(teacher_name, task, device=device)

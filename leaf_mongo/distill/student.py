@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from leaf_mongo.distill.config import EVAL_BATCH, RIDGE, DistillReport
-from leaf_mongo.models import ALIGNMENT_FILE, load_model
+from leaf_mongo.models.loading import ALIGNMENT_FILE, load_model
 
 if TYPE_CHECKING:
     import torch

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from leaf_mongo.chunking import Chunker
 from leaf_mongo.distill.config import (
     CHECKPOINT_DIR,
     CHECKPOINT_FILE,
@@ -30,10 +29,11 @@ from leaf_mongo.distill.data import (
     teacher_embeddings,
 )
 from leaf_mongo.distill.student import alignment, build_student, fit_projection, forward, save_student, write_card
-from leaf_mongo.embedding_cache import open_cache
-from leaf_mongo.layout import Task
-from leaf_mongo.models import embedding_dimension, load_model
-from leaf_mongo.prompts import resolve_prompt
+from leaf_mongo.ingest.chunking import Chunker
+from leaf_mongo.models.cache import open_cache
+from leaf_mongo.models.layout import Task
+from leaf_mongo.models.loading import embedding_dimension, load_model
+from leaf_mongo.models.prompts import resolve_prompt
 
 
 class BatchOrder:

@@ -3,8 +3,8 @@
 The point is to measure what users will get, so nothing here has its own search path: the corpus goes
 through the normal :func:`leaf_mongo.ingest.ingest` (a BEIR ``corpus.jsonl[.gz]`` is a supported format,
 so chunking, the teacher, the stored dtype and the index are the production ones), and every test query goes
-through :class:`leaf_mongo.retriever.LeafRetriever`. Chunks map back to BEIR documents by ``record_id``; a
-document scores its best chunk. Metrics come from :mod:`leaf_mongo.metrics` (trec_eval conventions).
+through :class:`leaf_mongo.query.retriever.LeafRetriever`. Chunks map back to BEIR documents by ``record_id``; a
+document scores its best chunk. Metrics come from :mod:`leaf_mongo.evaluation.metrics` (trec_eval conventions).
 
 Modes:
 

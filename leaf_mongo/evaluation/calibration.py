@@ -8,8 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from leaf_mongo.errors import LeafMongoError
+from leaf_mongo.ingest.chunking import Chunker
+from leaf_mongo.ingest.discovery import discover
+from leaf_mongo.ingest.loaders import load
+from leaf_mongo.ingest.sources import SourceFile
+from leaf_mongo.models.encoders import VectorEncoder
+from leaf_mongo.models.resolve import spec_from_settings
 from leaf_mongo.settings import LeafMongoSettings
-from leaf_mongo.spec import spec_from_settings
 
 
 def calibrate_int8(
@@ -22,9 +27,6 @@ def calibrate_int8(
     chunks, embedded exactly as ingest embeds them (same chunker, truncation and renormalization, and the
     embedding cache, so ingest does not pay twice). Queries are never looked at.
     """
-    from leaf_mongo.chunking import Chunker
-    from leaf_mongo.encoders import VectorEncoder
-    from leaf_mongo.loaders import SourceFile, discover, load
 
     spec = spec_from_settings(settings.model_copy(update={"dtype": "float32", "quantization": "none"}))
     encoder = VectorEncoder(spec, device=settings.device, cache_dir=settings.embedding_cache)

@@ -13,11 +13,15 @@ from typing import TYPE_CHECKING, Any
 from leaf_mongo.errors import SettingsError, SpecMismatchError
 from leaf_mongo.evaluation.beir import BeirDataset, digest, slug
 from leaf_mongo.evaluation.calibration import calibrate_int8
+from leaf_mongo.evaluation.metrics import per_query as metrics_per_query
 from leaf_mongo.evaluation.modes import HYBRID_MODES, MAX_K, MODES, WARMUP_QUERY, Event
 from leaf_mongo.evaluation.report import EvalResult, metric_names
-from leaf_mongo.metrics import per_query as metrics_per_query
+from leaf_mongo.ingest import ingest
+from leaf_mongo.models.encoders import VectorEncoder
+from leaf_mongo.models.resolve import spec_from_settings
 from leaf_mongo.settings import LeafMongoSettings
-from leaf_mongo.spec import VectorSpec, spec_from_settings
+from leaf_mongo.spec import VectorSpec, resolved_teacher
+from leaf_mongo.spec.profiles import PROFILES
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
@@ -139,8 +143,6 @@ class Grid:
         emit: Event,
         weights: Sequence[tuple[float, float]] = ((1.0, 1.0),),
     ) -> None:
-        from leaf_mongo.profiles import PROFILES
-        from leaf_mongo.spec import resolved_teacher
 
         self.data, self.client, self.k, self.depth = data, client, k, depth
         self.int8_range, self.exact, self.database = int8_range, exact, database
@@ -217,7 +219,6 @@ class Grid:
 
     def _incompatible_modes(self, modes: list[str], spec: VectorSpec, s: LeafMongoSettings) -> dict[str, str]:
         """Modes whose query model cannot produce vectors comparable with this document model's."""
-        from leaf_mongo.encoders import VectorEncoder
 
         out: dict[str, str] = {}
         for mode in ("asymmetric", "hybrid"):
@@ -237,8 +238,7 @@ class Grid:
             self.emit("result", {"result": p})
 
     def _evaluate(self, points: list[EvalResult], s: LeafMongoSettings, spec: VectorSpec) -> None:
-        from leaf_mongo.ingest import ingest
-        from leaf_mongo.retriever import LeafRetriever
+        from leaf_mongo.query.retriever import LeafRetriever
 
         name = collection_name(self.data, spec, s)
         s = s.model_copy(update={"collection": name})

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from leaf_mongo.connection import check_server
 from leaf_mongo.errors import SettingsError
 from leaf_mongo.evaluation.beir import BeirDataset, load_beir, subsample
 from leaf_mongo.evaluation.grid import Grid
@@ -103,7 +104,6 @@ def run_eval(
 
                 uri = stack.enter_context(MongoEmulator(port=0, index_build_delay=0.0)).uri
             client = stack.enter_context(MongoClient(uri, serverSelectionTimeoutMS=base.server_timeout_ms))
-        from leaf_mongo.connection import check_server
 
         check_server(client)
         server = _server_kind(client)
