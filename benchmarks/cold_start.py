@@ -123,6 +123,8 @@ def main() -> int:
     ap.add_argument("--backends", default="torch,onnx,onnx-int8")
     ap.add_argument("--baseline-src", type=Path, default=None, help="another source tree to time as 'before'")
     ap.add_argument("--out", type=Path, default=RESULTS / "cold_start.json")
+    ap.add_argument("--compare-backend", default="torch", help="query backend of the before/after comparison")
+    ap.add_argument("--skip-memory", action="store_true", help="skip the -asym resident-memory part")
     ap.add_argument(
         "--asym-folder", type=Path, default=Path.home() / ".cache" / "leaf-mongo-models" / "minilm-mpnet-asym"
     )
@@ -149,10 +151,22 @@ def main() -> int:
             cmd = [sys.executable, "-m", "leaf_mongo", "search", QUESTION, "--json", "-k", "4"]
             searches: dict[str, Any] = {}
             if args.baseline_src:
-                env = {**base_env, "PYTHONPATH": str(args.baseline_src)}
-                timed(cmd, env)  # warm the page cache like the others
-                walls = [timed(cmd, env) for _ in range(args.runs)]
-                searches["before (baseline, torch)"] = {"median_s": round(statistics.median(walls), 3), "runs": walls}
+                # Before and after alternate, run by run, so both see the same machine load.
+                b = args.compare_backend
+                same = {"LEAF_MONGO_LEAF_BACKEND": b, "LEAF_MONGO_BACKEND_THREADS": "1"}
+                envs = {
+                    f"before (baseline, {b})": {**base_env, **same, "PYTHONPATH": str(args.baseline_src)},
+                    f"after (this tree, {b})": {**base_env, **same},
+                }
+                for env in envs.values():
+                    timed(cmd, env)  # warm the page cache like the others
+                walls_by: dict[str, list[float]] = {label: [] for label in envs}
+                for _ in range(args.runs):
+                    for label, env in envs.items():
+                        walls_by[label].append(round(timed(cmd, env), 3))
+                for label, walls in walls_by.items():
+                    searches[label] = {"median_s": round(statistics.median(walls), 3), "runs": walls}
+                    print(f"search {label}: {searches[label]['median_s']:.2f} s", file=sys.stderr, flush=True)
             for backend in args.backends.split(","):
                 env = {**base_env, "LEAF_MONGO_LEAF_BACKEND": backend, "LEAF_MONGO_BACKEND_THREADS": "1"}
                 timed(cmd, env)  # exports the backend on its first use (once)
@@ -167,7 +181,8 @@ def main() -> int:
         proc.terminate()
         proc.wait(10)
     result["import_s"] = import_costs(args.runs)
-    result["asym_query_memory_mb"] = asym_memory(args.asym_folder)
+    if not args.skip_memory:
+        result["asym_query_memory_mb"] = asym_memory(args.asym_folder)
     result["machine"] = {**machine(), "load_average_at_start": load_start}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

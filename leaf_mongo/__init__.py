@@ -13,6 +13,7 @@ from typing import Any
 from leaf_mongo._version import __version__ as __version__
 from leaf_mongo.errors import (
     FilterError,
+    InputError,
     LeafMongoError,
     ModelLoadError,
     SearchIndexError,
@@ -55,6 +56,7 @@ __all__ = [
     "PROFILES",
     "QUERY_PROMPT",
     "FilterError",
+    "InputError",
     "LeafMongoError",
     "LeafMongoSettings",
     "LeafEmbeddings",

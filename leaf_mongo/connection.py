@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from pymongo import MongoClient
+from pymongo.driver_info import DriverInfo
 from pymongo.errors import OperationFailure, PyMongoError, ServerSelectionTimeoutError
+from pymongo.uri_parser import parse_uri
 
 from leaf_mongo._version import __version__
 from leaf_mongo.errors import ServerError
@@ -23,9 +25,6 @@ def client_options(settings: LeafMongoSettings) -> dict[str, Any]:
     resolve, so topology discovery from the host would fail. An explicit ``directConnection`` or
     ``replicaSet`` in the URI wins.
     """
-    from pymongo.driver_info import DriverInfo
-    from pymongo.uri_parser import parse_uri
-
     opts: dict[str, Any] = {
         "serverSelectionTimeoutMS": settings.server_timeout_ms,
         "driver": DriverInfo(name="leaf-mongo", version=__version__),

@@ -31,6 +31,12 @@ class SettingsError(LeafMongoError):
         self.setting = setting
 
 
+class InputError(LeafMongoError):
+    """Paths to ingest that do not exist or hold nothing leaf-mongo can read."""
+
+    exit_code = 2
+
+
 class ModelLoadError(LeafMongoError):
     """A model id or folder that cannot be loaded."""
 

@@ -157,7 +157,7 @@ def test_eval_grid_end_to_end(
     int8 = rows[("teacher", 384, "int8", "none")]
     assert int8.int8_range is not None and int8.int8_range[0] < 0 < int8.int8_range[1]
     assert int8.int8_range != (-0.3, 0.3)  # calibrated, not the profile default
-    assert rows[("teacher", 192, "binary", "none")].bytes_per_vector == 24
+    assert rows[("teacher", 192, "binary", "none")].bytes_per_vector == 7 + 24  # BSON value: 7 + payload
     assert rows[("teacher", 384, "float32", "scalar")].note is not None  # emulator does not quantize
     # A second run reuses the collection: ingest finds the corpus file unchanged and writes nothing.
     again = run_eval(
@@ -198,7 +198,7 @@ def test_cli_json_and_plot(
     assert all(required <= set(r) for r in rows)
     teacher = by[("teacher", 384)]
     assert teacher["status"] == "ok" and teacher["queries"] == 4 and teacher["ndcg@10"] > 0.9
-    assert teacher["bytes_per_vector"] == 1536 and teacher["latency_ms_p99"] >= teacher["latency_ms_p50"] > 0
+    assert teacher["bytes_per_vector"] == 7 + 1536 and teacher["latency_ms_p99"] >= teacher["latency_ms_p50"] > 0
     assert by[("leaf", 32)]["status"] == "ok"  # the tiny model on both sides
     assert by[("asymmetric", 384)]["status"] == "skipped"
     too_big = by[("teacher", 999)]

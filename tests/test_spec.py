@@ -81,7 +81,7 @@ def test_binary_defaults_to_euclidean_and_explicit_models_override_profile(
     spec = spec_from_settings(load_settings(dtype="binary", dimensions=512))
     assert spec.similarity == "euclidean"
     assert spec.teacher_model == "mixedbread-ai/mxbai-embed-large-v1" and spec.leaf_model == "me/my-leaf"
-    assert spec.bytes_per_vector == 64
+    assert spec.bytes_per_vector == 4 + 1 + 2 + 64  # BinData length, subtype, vector header, 512 bits
 
 
 def test_spec_is_immutable_and_round_trips() -> None:

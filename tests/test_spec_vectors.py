@@ -93,3 +93,12 @@ def test_bson_sizes_at_768() -> None:
         )
         assert len(BSON.encode({"v": b})) - len(BSON.encode({"v": b""})) + 4 + 1 == n
     assert bson_vector_size("float32", 768, as_array=True) > 6000
+
+
+def test_one_number_per_stored_vector() -> None:
+    """The spec (``leaf-mongo spec``) and the ingest report say what a stored vector really costs in BSON."""
+    for dtype, dims in (("float32", 384), ("int8", 256), ("binary", 512)):
+        spec = _spec(dtype, dims)
+        vec = to_bson_vectors(np.ones((1, dims), dtype=np.float32) / np.sqrt(dims), spec)[0]
+        real = len(BSON.encode({"v": vec})) - len(BSON.encode({})) - len(b"\x05v\x00")  # element type, key
+        assert spec.bytes_per_vector == bson_vector_size(dtype, dims) == real

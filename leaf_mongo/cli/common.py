@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -99,12 +100,24 @@ def settings_from_flags(**flags: Any) -> LeafMongoSettings:
 
 
 def run_command(func: F) -> F:
-    """Run a command body; a LeafMongoError (or a pymongo failure) becomes one redacted line and an exit code."""
+    """Run a command body; a LeafMongoError (or a pymongo failure) becomes one redacted line and an exit code.
+
+    With ``--json`` the same error is also printed on stdout as one JSON object (``error``, ``exit_code``), so
+    a script reading stdout never gets nothing.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = bool(kwargs.get("debug")) or os.environ.get("LEAF_MONGO_DEBUG") == "1"
         uri = kwargs.get("uri") or os.environ.get("LEAF_MONGO_URI")
+
+        def fail(message: str, code: int) -> typer.Exit:
+            text = redact_text(message, uri)
+            console.print(f"[bold red]error:[/] {text}", highlight=False, soft_wrap=True)
+            if kwargs.get("as_json"):
+                out.print_json(json.dumps({"error": text, "exit_code": code}))
+            return typer.Exit(code)
+
         try:
             return func(*args, **kwargs)
         except typer.Exit:
@@ -112,27 +125,19 @@ def run_command(func: F) -> F:
         except LeafMongoError as exc:
             if debug:
                 console.print_exception()
-            console.print(f"[bold red]error:[/] {redact_text(str(exc), uri)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+            raise fail(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
+        except PyMongoError as exc:
+            err = server_error(exc)
+            if debug:
+                console.print_exception()
+            raise fail(str(err), err.exit_code) from None
         except Exception as exc:
-            if isinstance(exc, PyMongoError):
-                err = server_error(exc)
-                if debug:
-                    console.print_exception()
-                console.print(f"[bold red]error:[/] {redact_text(str(err), uri)}", highlight=False, soft_wrap=True)
-                raise typer.Exit(err.exit_code) from None
             if debug:
                 raise
-            console.print(
-                f"[bold red]error:[/] {type(exc).__name__}: {redact_text(str(exc), uri)} "
-                "(run with --debug for details)",
-                highlight=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(1) from None
+            raise fail(f"{type(exc).__name__}: {exc} (run with --debug for details)", 1) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.filesize import decimal
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    Task,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -35,42 +36,60 @@ from leaf_mongo.ingest import ingest
 
 
 class _ProgressView:
-    """Feeds ingest events into rich progress bars: files; the bytes to read (what is known in advance of a
-    streamed corpus) with records and chunks so far, chunk rate and ETA; the index wait spinner."""
+    """Feeds ingest events into rich progress bars: a spinner while the server, spec and models are prepared;
+    then files, the bytes of text to read (what is known in advance of a streamed corpus) with chunks (and,
+    for record corpora, records) so far, chunk rate and ETA; the index wait spinner."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.files = progress.add_task("files", total=None)
-        self.read = progress.add_task("records", total=None)
+        self.prepare: Any = progress.add_task("preparing: server, spec, models", total=None, amount="")
+        self.files: Any = None
+        self.read: Any = None
         self.index: Any = None
         self.records = self.chunks = 0
+        self.streamed = False
 
     def __call__(self, event: str, data: dict[str, Any]) -> None:
         p = self.progress
         if event == "scan":
-            p.update(self.files, total=data["files"])
-            p.update(self.read, total=data.get("bytes") or None)
+            p.remove_task(self.prepare)
+            self.files = p.add_task("files", total=data["files"], amount=f"0/{data['files']}")
+            self.read = p.add_task("text read", total=data.get("bytes") or None, amount="")
+            self._read_amount()
         elif event == "file_start":
             p.update(self.files, description=f"files [dim]{data['path'][-40:]}[/]")
         elif event == "file_done":
             p.advance(self.files)
+            task = self._task(self.files)
+            p.update(self.files, amount=f"{int(task.completed)}/{int(task.total or 0)}")
         elif event == "records_read":
-            self.records += data["n"]
+            self.streamed = self.streamed or bool(data.get("records"))
+            self.records += data["n"] if data.get("records") else 0
             p.advance(self.read, data["done"])
+            self._read_amount()
             self._describe()
         elif event == "chunks_encoded":
             self.chunks += data["n"]
             self._describe()
         elif event == "index_status":
             if self.index is None:
-                self.index = p.add_task("waiting for the vectorSearch index", total=None)
-            p.update(self.index, description=f"vectorSearch index: {data['status']}")
+                self.index = p.add_task("waiting for the search indexes", total=None, amount="")
+            name = data.get("index", "vectorSearch index")
+            p.update(self.index, description=f"{name}: {data['status']}")
+
+    def _task(self, task_id: Any) -> Task:
+        return next(t for t in self.progress.tasks if t.id == task_id)
+
+    def _read_amount(self) -> None:
+        task = self._task(self.read)
+        total = decimal(int(task.total)) if task.total else "?"
+        self.progress.update(self.read, amount=f"{decimal(int(task.completed))}/{total}")
 
     def _describe(self) -> None:
-        elapsed = self.progress.tasks[self.read].elapsed or 0.0
+        elapsed = self._task(self.read).elapsed or 0.0
         rate = f", {self.chunks / elapsed:.1f} chunks/s" if elapsed > 0 else ""
-        desc = f"{self.records:,} records, {self.chunks:,} chunks encoded{rate}"
-        self.progress.update(self.read, description=desc)
+        records = f"{self.records:,} records, " if self.streamed else ""
+        self.progress.update(self.read, description=f"text read: {records}{self.chunks:,} chunks encoded{rate}")
 
 
 def _summary(report: Any) -> Table:
@@ -160,7 +179,7 @@ def ingest_command(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[amount]}"),
             TaskProgressColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),

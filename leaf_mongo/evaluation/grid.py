@@ -22,6 +22,7 @@ from leaf_mongo.models.resolve import spec_from_settings
 from leaf_mongo.settings import LeafMongoSettings
 from leaf_mongo.spec import VectorSpec, resolved_teacher
 from leaf_mongo.spec.profiles import PROFILES
+from leaf_mongo.spec.vector_spec import payload_bytes
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
@@ -30,10 +31,10 @@ if TYPE_CHECKING:
 def index_bytes(spec: VectorSpec) -> int:
     """Bytes per vector in the representation the index searches (automatic quantization shrinks it)."""
     if spec.dtype == "float32" and spec.quantization == "scalar":
-        return spec.dimensions
+        return payload_bytes("int8", spec.dimensions)
     if spec.dtype == "float32" and spec.quantization == "binary":
-        return spec.dimensions // 8
-    return spec.bytes_per_vector
+        return payload_bytes("binary", spec.dimensions)
+    return payload_bytes(spec.dtype, spec.dimensions)
 
 
 def resolve_dimensions(token: int | str, full: int) -> int:

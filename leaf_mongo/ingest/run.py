@@ -34,7 +34,7 @@ from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
 
 from leaf_mongo.connection import check_server, make_client, server_error
-from leaf_mongo.errors import LeafMongoError, SpecMismatchError
+from leaf_mongo.errors import InputError, SpecMismatchError
 from leaf_mongo.ingest.chunking import Chunker
 from leaf_mongo.ingest.discovery import discover
 from leaf_mongo.ingest.manifest import (
@@ -84,6 +84,15 @@ class _Plan:
     todo: list[tuple[SourceFile, str]]
     files: list[SourceFile]
     known: dict[str, str]
+
+
+def _nothing_to_ingest(paths: list[Path], skipped: list[dict[str, str]]) -> str:
+    where = ", ".join(str(p) for p in paths)
+    if not skipped:
+        return f"nothing to ingest: {where} holds no files; nothing was written"
+    first = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
+    more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
+    return f"nothing to ingest under {where}: every file was skipped ({first}{more}); nothing was written"
 
 
 def file_hash(path: Path) -> str:
@@ -155,33 +164,24 @@ class Ingestor:
 
     # -- spec and index -----------------------------------------------------------------------
 
-    def prepare(self, *, recreate: bool, dry_run: bool) -> Action:
-        """Reconcile the stored spec with the requested one; returns what happens to the collection."""
-        stored = self.stored_spec
-        where = self.collection.full_name
-        action: Action
-        if stored is None:
-            foreign = self.collection.estimated_document_count() and self.collection.find_one(
-                {"content_hash": {"$exists": 0}}
-            )
-            if foreign and not recreate:
-                raise SpecMismatchError(
-                    f"{where} already holds documents that leaf-mongo did not write; choose another "
-                    "collection (LEAF_MONGO_COLLECTION) or pass --recreate to replace it"
-                )
-            action = "recreate" if foreign else "create"
-        elif self.spec.storage_conflicts(stored):
-            if not recreate:
-                self.spec.require_compatible(stored, where)
-            action = "recreate"
-        else:
-            action = "update" if stored != self.spec else "keep"
+    def prepare(self, *, recreate: bool, dry_run: bool, writing: bool = True) -> Action:
+        """Reconcile the stored spec with the requested one; returns what happens to the collection.
+
+        The models load (and the query model is checked) before anything is written, so a run that cannot load
+        them leaves the collection as it was. ``writing``: chunks will be written, so the teacher is needed.
+        """
+        action = self.decide(recreate=recreate)
+        if not dry_run:
+            self._persist(action, writing)
+        return action
+
+    def _persist(self, action: Action, writing: bool) -> None:
         if action != "keep":
-            # A query model of another space (or dimension) would make every later search fail: refuse now,
-            # before anything is written.
-            self.encoder.check_query_model(load=False)
-        if dry_run:
-            return action
+            # A query model that cannot be loaded, or of another space or dimension, would make every later
+            # search fail: refuse now, before anything is written.
+            self.encoder.check_query_model(load=True, prompt=False)
+        if writing:
+            _ = self.chunker  # loads the teacher (its tokenizer drives chunking)
         if action == "recreate":
             self.drop_all()
         db = self.collection.database
@@ -189,6 +189,29 @@ class Ingestor:
             db.create_collection(self.collection.name)
         if action != "keep":
             save_spec(self.collection, self.spec, self.settings.index_name, self.settings.fulltext_index_name)
+
+    def decide(self, *, recreate: bool) -> Action:
+        """What :meth:`prepare` would do (reads only). A stored spec with no chunks behind it (a first run
+        that failed before writing any) never blocks another spec: it is replaced."""
+        stored = self.stored_spec
+        where = self.collection.full_name
+        has_docs = self.collection.find_one({}, {"_id": 1}) is not None
+        if stored is None:
+            foreign = has_docs and self.collection.find_one({"content_hash": {"$exists": 0}}, {"_id": 1})
+            if foreign and not recreate:
+                raise SpecMismatchError(
+                    f"{where} already holds documents that leaf-mongo did not write; choose another "
+                    "collection (LEAF_MONGO_COLLECTION) or pass --recreate to replace it"
+                )
+            action: Action = "recreate" if foreign else "create"
+        elif self.spec.storage_conflicts(stored):
+            if has_docs and not recreate:
+                self.spec.require_compatible(stored, where)
+            action = "recreate"
+        else:
+            action = "update" if stored != self.spec else "keep"
+        if action != "keep":
+            self.encoder.check_query_model(load=False)  # what can be known without loading a model
         return action
 
     def drop_all(self) -> None:
@@ -242,17 +265,22 @@ class Ingestor:
         return report
 
     def _plan(self, paths: list[Path], options: RunOptions, report: IngestReport) -> _Plan:
-        """Checks, the spec reconciled, files discovered and hashed against the manifest: what to write."""
-        for p in paths:
-            if not p.exists():
-                raise LeafMongoError(f"path {str(p)!r} does not exist")
+        """Checks, files discovered and hashed against the manifest, the spec reconciled: what to write.
+
+        Nothing is written before the files are known and the models have loaded.
+        """
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise InputError(f"no such file or folder: {', '.join(repr(m) for m in missing)}")
         check_server(self.client)
-        action = self.prepare(recreate=options.recreate, dry_run=options.dry_run)
         found = list(
             discover(paths, include=options.include, exclude=options.exclude, max_file_bytes=self.max_record_bytes)
         )
         files = [f for f in found if isinstance(f, SourceFile)]
         report.files_skipped = [{"path": s.path, "reason": s.reason} for s in found if isinstance(s, SkippedFile)]
+        if not files and not (options.prune and self.stored_spec is not None):
+            raise InputError(_nothing_to_ingest(paths, report.files_skipped))
+        action = self.decide(recreate=options.recreate)
         known = {} if action == "recreate" else known_versions(self.collection)
         todo: list[tuple[SourceFile, str]] = []
         for f in files:
@@ -261,6 +289,8 @@ class Ingestor:
                 report.files_unchanged.append(f.relpath)
             else:
                 todo.append((f, h))
+        if not options.dry_run:
+            self._persist(action, writing=bool(todo))
         scan = {"files": len(todo), "skipped": len(report.files_skipped), "unchanged": len(report.files_unchanged)}
         self.on_event("scan", {**scan, "bytes": sum(f.size for f, _ in todo)})
         return _Plan(todo, files, known)

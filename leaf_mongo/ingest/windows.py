@@ -114,7 +114,7 @@ class WindowReader:
         if not is_record_file(job.file):
             records = load(job.file)
             self.report.records_read += len(records)
-            self.on_event("records_read", {"path": path, "n": len(records), "done": job.file.size})
+            self.on_event("records_read", {"path": path, "n": len(records), "done": job.file.size, "records": False})
             yield records, 1
             return
         group: list[LoadedRecord] = []
@@ -137,7 +137,8 @@ class WindowReader:
                 size += len(rec.text)
             if len(group) >= _GROUP_RECORDS or size >= _GROUP_BYTES:
                 self.report.records_read += len(group)
-                self.on_event("records_read", {"path": path, "n": len(group), "done": item.done - done})
+                read = {"path": path, "n": len(group), "done": item.done - done, "records": True}
+                self.on_event("records_read", read)
                 done = item.done
                 yield group, ordinal + 1
                 group, size = [], 0
@@ -145,7 +146,8 @@ class WindowReader:
             more = f"{bad - _MAX_BAD_REPORTED} more bad records skipped"
             self.report.files_skipped.append({"path": where, "reason": more})
         self.report.records_read += len(group)
-        self.on_event("records_read", {"path": path, "n": len(group), "done": max(job.file.size - done, 0)})
+        rest = max(job.file.size - done, 0)
+        self.on_event("records_read", {"path": path, "n": len(group), "done": rest, "records": True})
         if group:
             yield group, ordinal + 1
 

@@ -167,11 +167,12 @@ class VectorEncoder:
             return self.queries.default_prompt()
         return self.spec.query_prompt
 
-    def check_query_model(self, load: bool = True) -> None:
+    def check_query_model(self, load: bool = True, prompt: bool = True) -> None:
         """Refuse a query model whose vectors cannot be compared with the stored teacher vectors.
 
-        ``load=False`` (at ingest) checks the dimension only where it is known without downloading the query
-        model (a published id or a local folder), so ingest still works where only the teacher is at hand.
+        ``load=False`` checks the dimension only where it is known without loading the query model (a published
+        id or a local folder). ``prompt=False`` (at ingest, where the spec records the prompt being chosen now)
+        skips the check of the model's configured prompt against the recorded one.
         """
         name, spec = self.query_model_name, self.spec
         doc_space, query_space = vector_space(spec.teacher_model, "document"), vector_space(name, "query")
@@ -191,7 +192,7 @@ class VectorEncoder:
                 f"query model {name!r} produces {dim}-d vectors but the collection's teacher "
                 f"{spec.teacher_model!r} produces {spec.full_dimensions}-d: they cannot be compared"
             )
-        if load:
+        if load and prompt:
             self.check_query_prompt()
 
     def check_query_prompt(self) -> None:

@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+from leaf_mongo.models.hub import available
+
 Task = Literal["query", "document"]
 ROUTER_TYPE_SUFFIX = ".Router"
 DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")  # what encode_document looks for, in order
@@ -122,6 +124,8 @@ def config_folder(name_or_path: str) -> Path | None:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
+    if not available(name_or_path):
+        return None  # the model load says why, in one line
     try:
         from huggingface_hub import hf_hub_download
 
@@ -139,6 +143,8 @@ def local_folder(name_or_path: str) -> Path | None:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
+    if not available(name_or_path):
+        return None  # the model load says why, in one line
     try:
         from huggingface_hub import hf_hub_download, snapshot_download
     except ImportError:  # pragma: no cover - a dependency of sentence-transformers

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from leaf_mongo.errors import ModelLoadError
 from leaf_mongo.models import layout
+from leaf_mongo.models.hub import looks_like_path, require_available
 from leaf_mongo.models.layout import Task
 from leaf_mongo.spec.profiles import published_teacher_of
 
@@ -23,11 +24,6 @@ if TYPE_CHECKING:
 
 _lock = threading.Lock()
 ALIGNMENT_FILE = "leaf_mongo_alignment.json"  # written by `leaf-mongo distill`: {"teacher": ..., ...}
-
-
-def _looks_like_path(name: str) -> bool:
-    """HF ids are ``org/name``; anything else with path syntax is meant as a folder."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def load_model(name_or_path: str, device: str | None = None, task: Task | None = None) -> SentenceTransformer:
@@ -55,13 +51,14 @@ def _folder(name_or_path: str) -> Path | None:
 @lru_cache(maxsize=8)
 def _load(name_or_path: str, device: str | None, task: Task | None) -> SentenceTransformer:
     path = Path(name_or_path).expanduser()
-    if _looks_like_path(name_or_path) and not path.is_dir():
+    if looks_like_path(name_or_path) and not path.is_dir():
         raise ModelLoadError(f"model folder {name_or_path!r} does not exist")
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:  # pragma: no cover - dependency is required
         raise ModelLoadError(f"sentence-transformers is not installed ({exc})") from exc
     source = str(path) if path.is_dir() else name_or_path
+    require_available(name_or_path)
     if task is not None:
         folder = _folder(name_or_path)
         assert folder is not None

@@ -22,6 +22,19 @@ SPEC_VERSION = 1
 FULLTEXT_FIELDS = ("text", "title", "headings")  # chunk text and the title/headings ingest stores with it
 
 
+def payload_bytes(dtype: str, dimensions: int) -> int:
+    """Bytes of the vector values alone: 4 per float32, 1 per int8, 1 per 8 packed bits."""
+    return {"float32": 4 * dimensions, "int8": dimensions, "binary": (dimensions + 7) // 8}[dtype]
+
+
+def stored_vector_bytes(dtype: str, dimensions: int) -> int:
+    """Bytes one BSON vector value takes in a document: the one number leaf-mongo reports per stored vector.
+
+    BinData: int32 length, subtype byte, then the vector's 2-byte header (dtype, padding) and its payload.
+    """
+    return 4 + 1 + 2 + payload_bytes(dtype, dimensions)
+
+
 class VectorSpec(BaseModel):
     """How vectors are produced and stored; frozen so every part sees the same values."""
 
@@ -56,12 +69,8 @@ class VectorSpec(BaseModel):
 
     @property
     def bytes_per_vector(self) -> int:
-        """Payload bytes of one stored vector (BinData header of 2 bytes excluded)."""
-        if self.dtype == "float32":
-            return 4 * self.dimensions
-        if self.dtype == "int8":
-            return self.dimensions
-        return self.dimensions // 8
+        """Bytes one stored vector takes in its document: see :func:`stored_vector_bytes`."""
+        return stored_vector_bytes(self.dtype, self.dimensions)
 
     def to_document(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

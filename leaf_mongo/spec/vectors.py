@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import bson
 import numpy as np
 from bson.binary import Binary, BinaryVectorDtype
 
-from leaf_mongo.spec.vector_spec import VectorSpec
+from leaf_mongo.spec.vector_spec import VectorSpec, stored_vector_bytes
 
 BSON_DTYPE = {
     "float32": BinaryVectorDtype.FLOAT32,
@@ -78,10 +79,8 @@ def from_binary(value: Binary | list[float]) -> np.ndarray:
 
 
 def bson_vector_size(dtype: str, dimensions: int, as_array: bool = False) -> int:
-    """Bytes one vector takes inside a BSON document (value only), to report storage per vector."""
-    import bson
-
+    """Bytes one vector takes inside a BSON document (value only): :func:`stored_vector_bytes`, or with
+    ``as_array`` the same values as a BSON array of doubles (what a plain list of floats costs)."""
     if as_array:
         return len(bson.encode({"v": [0.1] * dimensions})) - len(bson.encode({"v": []}))
-    width = {"float32": 4 * dimensions, "int8": dimensions, "binary": (dimensions + 7) // 8}[dtype]
-    return 4 + 1 + 2 + width  # int32 length, subtype, dtype+padding header, payload
+    return stored_vector_bytes(dtype, dimensions)
