@@ -22,6 +22,7 @@ from rich.table import Table
 
 from leaf_mongo.cli.app import app
 from leaf_mongo.cli.common import DebugOpt, console, out, run_command, settings_from_flags
+from leaf_mongo.settings import LeafMongoSettings
 from leaf_mongo.spec.vector_spec import resolved_teacher
 
 
@@ -73,6 +74,42 @@ def _summary(report: Any) -> Table:
         if a is not None:
             t.add_row(f"cosine to teacher, {kind}", f"{b:.4f} (least squares) -> {a:.4f}" if b else f"{a:.4f}")
     return t
+
+
+_RENAMED = {"out_dir": "out", "time_budget": "time_budget_minutes"}
+"""Options whose DistillConfig field has another name; every other option but ``--json`` and ``--debug`` is
+named like its field."""
+
+
+def _config_fields(settings: LeafMongoSettings, options: dict[str, Any]) -> dict[str, Any]:
+    """DistillConfig's fields from the command's options; the settings (env, .env) fill in what a flag left
+    unset, so distill chunks, caches and runs like the ingest it is trained for."""
+    fields = {_RENAMED.get(k, k): v for k, v in options.items() if k not in ("as_json", "debug")}
+    return {
+        **fields,
+        "teacher": fields["teacher"] or resolved_teacher(settings),
+        "chunk_size": fields["chunk_size"] if fields["chunk_size"] is not None else settings.chunk_size,
+        "chunk_overlap": fields["chunk_overlap"] if fields["chunk_overlap"] is not None else settings.chunk_overlap,
+        "max_file_mb": settings.max_file_mb,
+        "cache": fields["cache"] or (Path(settings.embedding_cache) if settings.embedding_cache else None),
+        "device": fields["device"] or settings.device,
+    }
+
+
+def _progress(as_json: bool) -> Progress:
+    """Bars on stderr; with ``--json`` they vanish when done, and are not drawn at all off a terminal."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=as_json,
+        disable=as_json and not console.is_terminal,
+    )
 
 
 @app.command("distill")
@@ -133,54 +170,11 @@ def distill_command(
     so a corpus ingested with LEAF_MONGO_EMBEDDING_CACHE set needs no second teacher pass. A killed run
     continues from its last checkpoint when started again with the same arguments.
     """
+    options = dict(locals())  # every flag, by parameter name: taken first, before any other local exists
     from leaf_mongo.distill import DistillConfig, distill
 
-    settings = settings_from_flags()
-    teacher = teacher or resolved_teacher(settings)
-    config = DistillConfig(
-        teacher=teacher,
-        student=student,
-        out=out_dir,
-        texts=texts,
-        include=include,
-        exclude=exclude,
-        queries=queries,
-        query_ids=query_ids,
-        query_prompt=query_prompt,
-        steps=steps,
-        time_budget_minutes=time_budget,
-        batch_size=batch_size,
-        lr=lr,
-        final_lr=final_lr,
-        chunk_size=chunk_size if chunk_size is not None else settings.chunk_size,
-        chunk_overlap=chunk_overlap if chunk_overlap is not None else settings.chunk_overlap,
-        max_file_mb=settings.max_file_mb,
-        holdout_fraction=holdout_fraction,
-        query_repeat=query_repeat,
-        titles=titles,
-        cached_only=cached_only,
-        bf16=bf16,
-        fit_samples=fit_samples,
-        cache=cache or (Path(settings.embedding_cache) if settings.embedding_cache else None),
-        seed=seed,
-        checkpoint_every=checkpoint_every,
-        checkpoint_minutes=checkpoint_minutes,
-        resume=resume,
-        keep_checkpoint=keep_checkpoint,
-        device=device or settings.device,
-    )
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=as_json,
-        disable=as_json and not console.is_terminal,
-    ) as progress:
+    config = DistillConfig(**_config_fields(settings_from_flags(), options))
+    with _progress(as_json) as progress:
         report = distill(config, on_event=_ProgressView(progress))
     if as_json:
         out.print_json(json.dumps(report.to_json()))

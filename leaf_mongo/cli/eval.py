@@ -126,6 +126,29 @@ def _table(report: Any, k: int) -> Table:
     return t
 
 
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _print_report(report: Any, k: int, as_json: bool, plot: Path | None) -> None:
+    """The report as JSON, or as a table (then a line on stderr for the plot, if one was written)."""
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        # A wide table: keep its columns when stdout is not a terminal (rich would assume 80 there).
+        wide = out if out.is_terminal else Console(width=200 if k == 10 else 240)
+        wide.print(_table(report, k))
+        if plot is not None:
+            console.print(f"plot written to {plot}")
+
+
 @app.command("eval")
 @run_command
 @settings_flags("uri", *MODELS)
@@ -197,22 +220,8 @@ def eval_command(
     else:
         where = "an in-process emulator" if emulator else settings.redacted_uri
         console.print(f"evaluating [bold]{data.name}[/] ({len(data.queries)} {split} queries) on {where}")
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with _progress() as progress:
             report = run_eval(data, on_event=_ProgressView(progress), **kwargs)
     if plot is not None:
         plot_results(report.results, plot, title=f"{report.dataset} ({report.split})")
-    if as_json:
-        typer.echo(json.dumps(report.to_json(), indent=2))
-    else:
-        # A wide table: keep its columns when stdout is not a terminal (rich would assume 80 there).
-        wide = out if out.is_terminal else Console(width=200 if k == 10 else 240)
-        wide.print(_table(report, k))
-        if plot is not None:
-            console.print(f"plot written to {plot}")
+    _print_report(report, k, as_json, plot)

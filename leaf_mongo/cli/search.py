@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -19,6 +19,10 @@ from leaf_mongo.cli.common import (
     settings_from_flags,
 )
 from leaf_mongo.errors import FilterError
+from leaf_mongo.settings import LeafMongoSettings
+
+if TYPE_CHECKING:
+    from langchain_core.documents import Document
 
 SNIPPET = 160
 
@@ -115,12 +119,25 @@ def search_command(
     finally:
         retriever.close()
 
+    _print_results(docs, question, settings, mode, as_json)
+
+
+def _print_results(docs: list[Document], question: str, settings: LeafMongoSettings, mode: Mode, as_json: bool) -> None:
+    """A JSON list for scripts, else a table; no results is not an error (exit 0)."""
     if as_json:
         rows = [
             {"id": d.id, "score": d.metadata.get("score"), "text": d.page_content, "metadata": d.metadata} for d in docs
         ]
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
         return
+    if not docs:
+        out.print("[yellow]no results[/]")
+        return
+    out.print(_table(docs, question, settings, mode))
+
+
+def _table(docs: list[Document], question: str, settings: LeafMongoSettings, mode: Mode) -> Table:
+    """One row per hit: rank, score, source, chunk number and a one-line snippet of the text."""
     table = Table(
         title=f"{settings.database}.{settings.collection}: top {len(docs)} for {question!r} "
         f"({settings.search_mode}{'' if settings.search_mode == 'fulltext' else ', ' + mode.value})",
@@ -140,7 +157,4 @@ def search_command(
             str(doc.metadata.get("chunk", "")),
             _snippet(doc.page_content),
         )
-    if not docs:
-        out.print("[yellow]no results[/]")
-        return
-    out.print(table)
+    return table

@@ -73,21 +73,8 @@ def run_eval(
     """
     start = time.perf_counter()
     emit: Event = on_event or (lambda _e, _d: None)
-    bad_modes = [m for m in modes if m not in MODES]
-    if bad_modes:
-        raise SettingsError("modes", f"{bad_modes[0]!r} is not a mode; allowed: {', '.join(MODES)}")
-    for name, values, allowed in (("dtype", dtypes, DTYPES), ("quantization", quantizations, QUANTIZATIONS)):
-        for v in values:
-            if v not in allowed:
-                raise SettingsError(name, f"{v!r} is not allowed; allowed: {', '.join(allowed)}")
-    if not 1 <= k <= depth:
-        raise SettingsError("k", f"{k} is out of range; allowed: 1..{depth} (the retrieval depth)")
-    if isinstance(int8_range, str) and int8_range != "calibrate":
-        raise SettingsError("int8_range", f"{int8_range!r}: allowed: calibrate, or a (min, max) pair")
-
-    base = settings or load_settings()
-    cache_dir = (base.embedding_cache or DEFAULT_CACHE) if use_cache else None
-    base = base.model_copy(update={"embedding_cache": str(Path(cache_dir).expanduser()) if cache_dir else None})
+    _check_request(modes, dtypes, quantizations, k, depth, int8_range)
+    base = _with_cache(settings or load_settings(), use_cache)
 
     data = dataset if isinstance(dataset, BeirDataset) else load_beir(dataset)
     if max_queries is not None or sample_docs is not None:
@@ -96,15 +83,7 @@ def run_eval(
 
     with contextlib.ExitStack() as stack:
         if client is None:
-            from pymongo import MongoClient
-
-            uri = base.uri.get_secret_value()
-            if emulator:
-                from leaf_mongo.testing import MongoEmulator
-
-                uri = stack.enter_context(MongoEmulator(port=0, index_build_delay=0.0)).uri
-            client = stack.enter_context(MongoClient(uri, serverSelectionTimeoutMS=base.server_timeout_ms))
-
+            client = _connect(stack, base, emulator)
         check_server(client)
         server = _server_kind(client)
         grid = list(
@@ -127,3 +106,43 @@ def run_eval(
         )
         results = runner.run(list(dict.fromkeys(modes)), grid)
     return EvalReport(data.name, data.split, server, results, time.perf_counter() - start)
+
+
+def _check_request(
+    modes: Sequence[str],
+    dtypes: Sequence[str],
+    quantizations: Sequence[str],
+    k: int,
+    depth: int,
+    int8_range: str | tuple[float, float] | None,
+) -> None:
+    """Refuse a bad request before anything is loaded, ingested or connected to."""
+    bad_modes = [m for m in modes if m not in MODES]
+    if bad_modes:
+        raise SettingsError("modes", f"{bad_modes[0]!r} is not a mode; allowed: {', '.join(MODES)}")
+    for name, values, allowed in (("dtype", dtypes, DTYPES), ("quantization", quantizations, QUANTIZATIONS)):
+        for v in values:
+            if v not in allowed:
+                raise SettingsError(name, f"{v!r} is not allowed; allowed: {', '.join(allowed)}")
+    if not 1 <= k <= depth:
+        raise SettingsError("k", f"{k} is out of range; allowed: 1..{depth} (the retrieval depth)")
+    if isinstance(int8_range, str) and int8_range != "calibrate":
+        raise SettingsError("int8_range", f"{int8_range!r}: allowed: calibrate, or a (min, max) pair")
+
+
+def _with_cache(settings: LeafMongoSettings, use_cache: bool) -> LeafMongoSettings:
+    """The settings with the embedding cache on by default (:data:`DEFAULT_CACHE`): each run re-encodes a corpus."""
+    cache_dir = (settings.embedding_cache or DEFAULT_CACHE) if use_cache else None
+    return settings.model_copy(update={"embedding_cache": str(Path(cache_dir).expanduser()) if cache_dir else None})
+
+
+def _connect(stack: contextlib.ExitStack, settings: LeafMongoSettings, emulator: bool) -> MongoClient[Any]:
+    """A client on the configured server, or on an in-process emulator; both are closed with ``stack``."""
+    from pymongo import MongoClient
+
+    uri = settings.uri.get_secret_value()
+    if emulator:
+        from leaf_mongo.testing import MongoEmulator
+
+        uri = stack.enter_context(MongoEmulator(port=0, index_build_delay=0.0)).uri
+    return stack.enter_context(MongoClient(uri, serverSelectionTimeoutMS=settings.server_timeout_ms))

@@ -17,15 +17,19 @@ import hashlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from leaf_mongo.errors import ModelLoadError
 from leaf_mongo.models.layout import Task
 from leaf_mongo.models.loading import applied_prompt, embedding_dimension, load_model
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
@@ -91,8 +95,7 @@ def ensure_exported(name: str, task: Task, backend: str, root: Path | None = Non
 
 
 def _export(name: str, task: Task, backend: str, out: Path) -> None:
-    import torch
-
+    """Write the route's graph, its tokenizer and the manifest that lets :class:`OnnxTextEncoder` run it."""
     model = load_model(name, "cpu", task=task)
     for module in model:
         if getattr(module, "include_prompt", True) is False:
@@ -100,64 +103,9 @@ def _export(name: str, task: Task, backend: str, out: Path) -> None:
     tokenizer = model.tokenizer
     tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
     inputs = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
-    preprocess = getattr(model, "preprocess", None) or model.tokenize
-    sample = preprocess(["an example sentence to trace the graph with", "short"])
-
-    class Stack(torch.nn.Module):
-        """The route's whole module stack as one graph: token ids in, the sentence embedding out."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return self.model(dict(zip(inputs, tensors, strict=True)))["sentence_embedding"]
-
     fp32 = out / "model.onnx"
-    axes = {n: {0: "batch", 1: "sequence"} for n in inputs}
-    import warnings
-
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent branches: the graph is checked
-        torch.onnx.export(
-            Stack().eval(),
-            tuple(sample[n] for n in inputs),
-            str(fp32),
-            input_names=inputs,
-            output_names=["sentence_embedding"],
-            dynamic_axes={**axes, "sentence_embedding": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    _check_export(fp32, Stack().eval(), {n: sample[n] for n in inputs}, name)
-    graph = "model.onnx"
-    if backend == "onnx-int8":
-        import onnx
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        # Signed int8 weights per output channel; without VNNI, u8 x s8 products can saturate, and ONNX
-        # Runtime's documented remedy is reduce_range (7-bit weights).
-        quantize_dynamic(
-            str(fp32),
-            str(out / "model_int8.onnx"),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            reduce_range=not cpu_has_vnni(),
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
-        fp32.unlink()
-        graph = "model_int8.onnx"
-    elif backend.startswith("openvino"):
-        import openvino as ov
-
-        ov_model = ov.convert_model(str(fp32))
-        if backend == "openvino-int8":
-            import nncf
-
-            ov_model = nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM)
-        ov.save_model(ov_model, str(out / "model.xml"))
-        fp32.unlink()
-        graph = "model.xml"
+    _export_float(model, inputs, fp32, name)
+    graph = _compress(fp32, backend, out)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     manifest = {
         "version": EXPORT_VERSION,
@@ -173,6 +121,71 @@ def _export(name: str, task: Task, backend: str, out: Path) -> None:
         "prompt": applied_prompt(model, task),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def _export_float(model: SentenceTransformer, inputs: list[str], fp32: Path, name: str) -> None:
+    """The whole module stack as one float32 ONNX graph, checked against torch before anything uses it."""
+    import torch
+
+    preprocess = getattr(model, "preprocess", None) or model.tokenize
+    sample = preprocess(["an example sentence to trace the graph with", "short"])
+
+    class Stack(torch.nn.Module):
+        """The route's whole module stack as one graph: token ids in, the sentence embedding out."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.model(dict(zip(inputs, tensors, strict=True)))["sentence_embedding"]
+
+    axes = {n: {0: "batch", 1: "sequence"} for n in inputs}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent branches: the graph is checked
+        torch.onnx.export(
+            Stack().eval(),
+            tuple(sample[n] for n in inputs),
+            str(fp32),
+            input_names=inputs,
+            output_names=["sentence_embedding"],
+            dynamic_axes={**axes, "sentence_embedding": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    _check_export(fp32, Stack().eval(), {n: sample[n] for n in inputs}, name)
+
+
+def _compress(fp32: Path, backend: str, out: Path) -> str:
+    """Convert or quantize the float graph for ``backend`` (replacing it); returns the graph's file name."""
+    if backend == "onnx-int8":
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        # Signed int8 weights per output channel; without VNNI, u8 x s8 products can saturate, and ONNX
+        # Runtime's documented remedy is reduce_range (7-bit weights).
+        quantize_dynamic(
+            str(fp32),
+            str(out / "model_int8.onnx"),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=not cpu_has_vnni(),
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+        fp32.unlink()
+        return "model_int8.onnx"
+    if backend.startswith("openvino"):
+        import openvino as ov
+
+        ov_model = ov.convert_model(str(fp32))
+        if backend == "openvino-int8":
+            import nncf
+
+            ov_model = nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        ov.save_model(ov_model, str(out / "model.xml"))
+        fp32.unlink()
+        return "model.xml"
+    return fp32.name
 
 
 def _check_export(graph: Path, stack: Any, sample: dict[str, Any], name: str) -> None:
