@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -150,7 +151,6 @@ def test_help_lists_every_profile() -> None:
 
 def test_notebooks_extra_brings_what_the_notebooks_run() -> None:
     """notebooks/README's install line is enough for every cell (notebook 2's fast backend needs onnxruntime)."""
-    import re
     import tomllib
 
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
