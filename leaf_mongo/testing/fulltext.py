@@ -18,7 +18,7 @@ from typing import Any
 
 import tantivy
 
-from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.errors import failed_to_parse, not_implemented, unknown_error
 
 LUCENE_BM25_SCALE = 1.0 / 2.2  # tantivy BM25 keeps (k1 + 1) = 2.2; Lucene's BM25Similarity does not
 # UAX#29 approximation: letters/digits/underscore joined by an inner apostrophe or period, numbers by , or .
@@ -49,10 +49,6 @@ def copy_doc(value: Any) -> Any:
     if isinstance(value, list):
         return [copy_doc(v) for v in value]
     return value
-
-
-def _err(msg: str) -> CommandError:
-    return CommandError(msg, 8)  # mongot query errors reach the client as code 8 (UnknownError)
 
 
 def analyzer(name: str) -> tantivy.TextAnalyzer:
@@ -319,25 +315,25 @@ def run_search(
     from leaf_mongo.testing.fusion import SCORE_FIELD, SEARCH_DETAILS_FIELD, SEARCH_SCORE_FIELD
 
     if not isinstance(spec, Mapping):
-        raise CommandError("$search must take a nested object", 9)
+        raise failed_to_parse("$search must take a nested object")
     operators = [k for k in spec if k not in SEARCH_KEYS]
     if len(operators) != 1:
-        raise _err(
+        raise unknown_error(
             '"$search" must contain exactly one operator'
             + (f", got {', '.join(operators)}" if operators else "")
             + f" (operators: {', '.join(sorted(OPERATORS))})"
         )
     for key in ("highlight", "sort", "tracking"):
         if key in spec:
-            raise CommandError(f'"$search.{key}" is not supported by the leaf-mongo emulator', 238)
+            raise not_implemented(f'"$search.{key}" is not supported by the leaf-mongo emulator')
     if spec.get("returnStoredSource"):
-        raise CommandError('"$search.returnStoredSource" is not supported by the leaf-mongo emulator', 238)
+        raise not_implemented('"$search.returnStoredSource" is not supported by the leaf-mongo emulator')
     name = spec.get("index", "default")
     if not isinstance(name, str):
-        raise _err('"$search.index" must be a string')
+        raise unknown_error('"$search.index" must be a string')
     details = spec.get("scoreDetails", False)
     if not isinstance(details, bool):
-        raise _err('"$search.scoreDetails" must be a boolean')
+        raise unknown_error('"$search.scoreDetails" must be a boolean')
     op = operators[0]
     store = index_for(db, coll, name)
     if store is None:

@@ -27,7 +27,14 @@ import mongomock
 from bson import ObjectId, encode
 from mongomock import aggregate as mongomock_aggregate
 
-from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.errors import (
+    MISSING_REQUIRED_FIELD,
+    STAGE_NOT_ONE_FIELD,
+    TYPE_MISMATCH,
+    UNKNOWN_FIELD,
+    CommandError,
+    failed_to_parse,
+)
 
 RANK_CONSTANT = 60  # "reciprocal rank fusion ... 1 / (60 + rank)"
 VECTOR_SCORE_FIELD = "__leaf_emulator_vector_search_score"
@@ -54,43 +61,41 @@ NORMALIZATIONS = ("none", "sigmoid", "minMaxScaler")
 RunPipeline = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 
-def _bad(msg: str) -> CommandError:
-    return CommandError(msg, 9)
-
-
 def _check_keys(doc: Mapping[str, Any], allowed: set[str], ctx: str) -> None:
     for key in doc:
         if key not in allowed:
-            raise CommandError(f"BSON field '{ctx}.{key}' is an unknown field.", 40415)
+            raise CommandError(f"BSON field '{ctx}.{key}' is an unknown field.", UNKNOWN_FIELD)
 
 
 def _pipelines(stage: str, spec: Any, input_keys: set[str]) -> dict[str, list[dict[str, Any]]]:
     if not isinstance(spec, Mapping):
-        raise _bad(f"{stage} must take a nested object")
+        raise failed_to_parse(f"{stage} must take a nested object")
     if "input" not in spec:
-        raise CommandError(f"BSON field '{stage}.input' is missing but a required field", 40414)
+        raise CommandError(f"BSON field '{stage}.input' is missing but a required field", MISSING_REQUIRED_FIELD)
     inp = spec["input"]
     if not isinstance(inp, Mapping):
-        raise _bad(f"{stage}.input must be an object")
+        raise failed_to_parse(f"{stage}.input must be an object")
     _check_keys(inp, input_keys, f"{stage}.input")
     pipelines = inp.get("pipelines")
     if not isinstance(pipelines, Mapping) or not pipelines:
-        raise _bad(f"{stage} input must have at least one pipeline in input.pipelines")
+        raise failed_to_parse(f"{stage} input must have at least one pipeline in input.pipelines")
     out: dict[str, list[dict[str, Any]]] = {}
     for name, pipeline in pipelines.items():
         if not isinstance(name, str) or not name or name.startswith("$") or "." in name or "\0" in name:
-            raise _bad(
+            raise failed_to_parse(
                 f"{stage} pipeline names must be non-empty strings, must not start with '$' and must not "
                 f"contain '.', got {name!r}"
             )
         if not isinstance(pipeline, list) or not pipeline:
-            raise _bad(f"{stage} input pipeline {name!r} must be a non-empty array of stages")
+            raise failed_to_parse(f"{stage} input pipeline {name!r} must be a non-empty array of stages")
         for s in pipeline:
             if not isinstance(s, Mapping) or len(s) != 1:
-                raise CommandError("A pipeline stage specification object must contain exactly one field.", 40323)
+                raise CommandError(
+                    "A pipeline stage specification object must contain exactly one field.", STAGE_NOT_ONE_FIELD
+                )
             stage_name = next(iter(s))
             if stage_name not in SELECTION_STAGES:
-                raise _bad(
+                raise failed_to_parse(
                     f"{stage} input pipeline {name!r} has stage {stage_name}, which is not allowed: input "
                     "pipelines may only retrieve and order documents, not modify them"
                 )
@@ -101,20 +106,20 @@ def _pipelines(stage: str, spec: Any, input_keys: set[str]) -> dict[str, list[di
 def _weights(stage: str, spec: Mapping[str, Any], names: list[str], extra: set[str]) -> tuple[dict[str, float], Any]:
     combination = spec.get("combination", {})
     if not isinstance(combination, Mapping):
-        raise _bad(f"{stage}.combination must be an object")
+        raise failed_to_parse(f"{stage}.combination must be an object")
     _check_keys(combination, {"weights", *extra}, f"{stage}.combination")
     raw = combination.get("weights", {})
     if not isinstance(raw, Mapping):
-        raise _bad(f"{stage}.combination.weights must be an object")
+        raise failed_to_parse(f"{stage}.combination.weights must be an object")
     weights = dict.fromkeys(names, 1.0)
     for name, value in raw.items():
         if name not in weights:
-            raise _bad(
+            raise failed_to_parse(
                 f"{stage}.combination.weights has a weight for {name!r}, which is not an input pipeline "
                 f"(pipelines: {', '.join(names)})"
             )
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise _bad(f"{stage} weight for pipeline {name!r} must be a non-negative number, got {value!r}")
+            raise failed_to_parse(f"{stage} weight for pipeline {name!r} must be a non-negative number, got {value!r}")
         weights[name] = float(value)
     return weights, combination
 
@@ -122,7 +127,7 @@ def _weights(stage: str, spec: Mapping[str, Any], names: list[str], extra: set[s
 def _score_details_flag(stage: str, spec: Mapping[str, Any]) -> bool:
     flag = spec.get("scoreDetails", False)
     if not isinstance(flag, bool):
-        raise CommandError(f"BSON field '{stage}.scoreDetails' is the wrong type, expected type 'bool'", 14)
+        raise CommandError(f"BSON field '{stage}.scoreDetails' is the wrong type, expected type 'bool'", TYPE_MISMATCH)
     return flag
 
 
@@ -163,7 +168,7 @@ def rank_fusion(spec: Any, run: RunPipeline, limit: int | None = None) -> list[d
     for name, pipeline in pipelines.items():
         first = next(iter(pipeline[0]))
         if first not in RANKED_FIRST_STAGES and not any("$sort" in s for s in pipeline):
-            raise _bad(
+            raise failed_to_parse(
                 f"$rankFusion input pipeline {name!r} must be ranked: begin with $search, $vectorSearch or "
                 "$geoNear, or contain a $sort stage"
             )
@@ -224,25 +229,31 @@ def score_fusion(spec: Any, run: RunPipeline) -> list[dict[str, Any]]:
     pipelines = _pipelines("$scoreFusion", spec, {"pipelines", "normalization"})
     normalization = spec["input"].get("normalization")
     if normalization is None:
-        raise CommandError("BSON field '$scoreFusion.input.normalization' is missing but a required field", 40414)
+        raise CommandError(
+            "BSON field '$scoreFusion.input.normalization' is missing but a required field", MISSING_REQUIRED_FIELD
+        )
     if normalization not in NORMALIZATIONS:
-        raise _bad(f"$scoreFusion.input.normalization must be one of [{', '.join(NORMALIZATIONS)}]")
+        raise failed_to_parse(f"$scoreFusion.input.normalization must be one of [{', '.join(NORMALIZATIONS)}]")
     weights, combination = _weights("$scoreFusion", spec, list(pipelines), {"method", "expression"})
     method = combination.get("method", "avg")
     if method not in ("avg", "expression"):
-        raise _bad("$scoreFusion.combination.method must be one of [avg, expression]")
+        raise failed_to_parse("$scoreFusion.combination.method must be one of [avg, expression]")
     expression = combination.get("expression")
     if method == "expression":
         if expression is None:
-            raise _bad("$scoreFusion.combination.expression is required when combination.method is 'expression'")
+            raise failed_to_parse(
+                "$scoreFusion.combination.expression is required when combination.method is 'expression'"
+            )
         if "weights" in combination:
-            raise _bad("$scoreFusion.combination: weights and expression are mutually exclusive")
+            raise failed_to_parse("$scoreFusion.combination: weights and expression are mutually exclusive")
     elif expression is not None:
-        raise _bad("$scoreFusion.combination.expression is only used when combination.method is 'expression'")
+        raise failed_to_parse(
+            "$scoreFusion.combination.expression is only used when combination.method is 'expression'"
+        )
     details = _score_details_flag("$scoreFusion", spec)
     for name, pipeline in pipelines.items():
         if next(iter(pipeline[0])) not in SCORED_FIRST_STAGES:
-            raise _bad(
+            raise failed_to_parse(
                 f"$scoreFusion input pipeline {name!r} must be scored: begin with $search or $vectorSearch "
                 "(or add a $score stage, which the leaf-mongo emulator does not support)"
             )
@@ -302,7 +313,7 @@ def _evaluate(expression: Any, scores: dict[str, float]) -> float:
     try:
         value = mongomock_aggregate._Parser({}, user_vars=scores).parse(expression)
     except (mongomock.OperationFailure, NotImplementedError, KeyError, TypeError) as exc:
-        raise _bad(f"$scoreFusion.combination.expression could not be evaluated: {exc}") from None
+        raise failed_to_parse(f"$scoreFusion.combination.expression could not be evaluated: {exc}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _bad(f"$scoreFusion.combination.expression must evaluate to a number, got {value!r}")
+        raise failed_to_parse(f"$scoreFusion.combination.expression must evaluate to a number, got {value!r}")
     return float(value)

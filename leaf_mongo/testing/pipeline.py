@@ -25,7 +25,20 @@ from mongomock.filtering import filter_applies
 from leaf_mongo.testing import fulltext, fusion
 from leaf_mongo.testing.commands.handshake import version_tuple
 from leaf_mongo.testing.commands.search_indexes import list_search_indexes
-from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.errors import (
+    LOOKUP_NOT_A_DOCUMENT,
+    NOT_ALLOWED_IN_FACET,
+    NOT_ALLOWED_IN_LOOKUP,
+    NOT_FIRST_STAGE,
+    STAGE_NOT_ONE_FIELD,
+    TYPE_MISMATCH,
+    UNION_WITH_NOT_A_DOCUMENT,
+    UNKNOWN_FIELD,
+    UNRECOGNIZED_STAGE,
+    CommandError,
+    failed_to_parse,
+    not_implemented,
+)
 from leaf_mongo.testing.state import BackendState, MockCollection, _is_int, store_key
 from leaf_mongo.testing.vector_search import SCORE_FIELD, vector_search
 
@@ -34,7 +47,7 @@ Stage = Callable[[BackendState, str, list[Doc], Any], list[Doc]]
 
 
 def _search_meta(state: BackendState, db: str, coll: MockCollection, spec: Any, **_: Any) -> list[Doc]:
-    raise CommandError("$searchMeta is not supported by the leaf-mongo emulator", 238)
+    raise not_implemented("$searchMeta is not supported by the leaf-mongo emulator")
 
 
 def _vector(
@@ -95,23 +108,27 @@ def run_pipeline(
     ``copy_docs=False`` (fusion input pipelines, which only select and order) skips copying stored documents.
     """
     if not isinstance(pipeline, list):
-        raise CommandError("'pipeline' option must be specified as an array", 14)
+        raise CommandError("'pipeline' option must be specified as an array", TYPE_MISMATCH)
     for i, stage in enumerate(pipeline):
         if not isinstance(stage, dict) or len(stage) != 1:
-            raise CommandError("A pipeline stage specification object must contain exactly one field.", 40323)
+            raise CommandError(
+                "A pipeline stage specification object must contain exactly one field.", STAGE_NOT_ONE_FIELD
+            )
         name = next(iter(stage))
         if name in MIN_VERSION and version_tuple(state.server_version) < MIN_VERSION[name]:
-            raise CommandError(f"Unrecognized pipeline stage name: '{name}'", 40324)
+            raise CommandError(f"Unrecognized pipeline stage name: '{name}'", UNRECOGNIZED_STAGE)
         if context == "$lookup" and name in NOT_IN_LOOKUP:
-            raise CommandError(f"{name} is not allowed to be used within a $lookup stage", 51047)
+            raise CommandError(f"{name} is not allowed to be used within a $lookup stage", NOT_ALLOWED_IN_LOOKUP)
         if i > 0 and name in FIRST_STAGE_ONLY:
-            raise CommandError(f"{name} is only valid as the first stage in a pipeline", 40602)
+            raise CommandError(f"{name} is only valid as the first stage in a pipeline", NOT_FIRST_STAGE)
         if name == "$facet" and isinstance(stage[name], dict):
             for sub in stage[name].values():
                 for inner in sub if isinstance(sub, list) else []:
                     inner_name = next(iter(inner), None) if isinstance(inner, dict) else None
                     if inner_name in NOT_IN_FACET:
-                        raise CommandError(f"{inner_name} is not allowed to be used within a $facet stage", 40600)
+                        raise CommandError(
+                            f"{inner_name} is not allowed to be used within a $facet stage", NOT_ALLOWED_IN_FACET
+                        )
     coll = state._coll(db, coll_name)
     first = next(iter(pipeline[0])) if pipeline else None
     source = SOURCE_STAGES.get(first) if first is not None else None
@@ -167,14 +184,14 @@ def union_with(state: BackendState, db: str, docs: list[Doc], arg: Any) -> list[
     elif isinstance(arg, dict):
         for key in arg:
             if key not in ("coll", "pipeline"):
-                raise CommandError(f"BSON field '$unionWith.{key}' is an unknown field.", 40415)
+                raise CommandError(f"BSON field '$unionWith.{key}' is an unknown field.", UNKNOWN_FIELD)
         if "coll" not in arg:
-            raise CommandError("$unionWith without 'coll' ($documents pipelines) is not supported by the emulator", 238)
+            raise not_implemented("$unionWith without 'coll' ($documents pipelines) is not supported by the emulator")
         coll_name, pipeline = arg["coll"], arg.get("pipeline", [])
     else:
-        raise CommandError("the $unionWith stage specification must be an object or string", 40413)
+        raise CommandError("the $unionWith stage specification must be an object or string", UNION_WITH_NOT_A_DOCUMENT)
     if not isinstance(coll_name, str):
-        raise CommandError("$unionWith 'coll' must be a string", 14)
+        raise CommandError("$unionWith 'coll' must be a string", TYPE_MISMATCH)
     return docs + run_pipeline(state, db, coll_name, pipeline, "$unionWith")
 
 
@@ -191,31 +208,31 @@ def lookup(state: BackendState, db: str, docs: list[Doc], arg: Any) -> list[Doc]
     foreign documents and the pipeline runs on them.
     """
     if not isinstance(arg, dict):
-        raise CommandError("the $lookup stage specification must be an object", 40319)
+        raise CommandError("the $lookup stage specification must be an object", LOOKUP_NOT_A_DOCUMENT)
     for key in arg:
         if key not in _LOOKUP_KEYS:
-            raise CommandError(f"unknown argument to $lookup: {key}", 9)
+            raise failed_to_parse(f"unknown argument to $lookup: {key}")
     has_local, has_foreign = "localField" in arg, "foreignField" in arg
     if has_local != has_foreign:
-        raise CommandError("$lookup requires both or neither of 'localField' and 'foreignField' to be specified", 9)
+        raise failed_to_parse("$lookup requires both or neither of 'localField' and 'foreignField' to be specified")
     if not has_local and "pipeline" not in arg:
-        raise CommandError("$lookup requires either 'pipeline' or both 'localField' and 'foreignField'", 9)
+        raise failed_to_parse("$lookup requires either 'pipeline' or both 'localField' and 'foreignField'")
     if "let" in arg and "pipeline" not in arg:
-        raise CommandError("$lookup with 'let' must also specify 'pipeline'", 9)
+        raise failed_to_parse("$lookup with 'let' must also specify 'pipeline'")
     if "as" not in arg or not isinstance(arg["as"], str):
-        raise CommandError("must specify 'as' field for a $lookup", 9)
+        raise failed_to_parse("must specify 'as' field for a $lookup")
     if not isinstance(arg.get("from"), str):
-        raise CommandError("$lookup 'from' must be a collection name (a string)", 9)
+        raise failed_to_parse("$lookup 'from' must be a collection name (a string)")
     for key in ("localField", "foreignField", "as"):
         if key in arg and (not isinstance(arg[key], str) or arg[key].startswith("$")):
-            raise CommandError(f"$lookup '{key}' must be a field path not starting with '$'", 9)
+            raise failed_to_parse(f"$lookup '{key}' must be a field path not starting with '$'")
     foreign = state._coll(db, arg["from"])
     pipeline = arg.get("pipeline")
     if pipeline is not None:
         _check_sub_pipeline(pipeline)
     let = arg.get("let") or {}
     if not isinstance(let, dict):
-        raise CommandError("$lookup 'let' must be a document", 9)
+        raise failed_to_parse("$lookup 'let' must be a document")
     for doc in docs:
         if has_local:
             matched = _equality_matches(foreign, doc, arg["localField"], arg["foreignField"])
@@ -230,15 +247,17 @@ def lookup(state: BackendState, db: str, docs: list[Doc], arg: Any) -> list[Doc]
 
 def _check_sub_pipeline(pipeline: Any) -> None:
     if not isinstance(pipeline, list):
-        raise CommandError("$lookup 'pipeline' must be an array", 14)
+        raise CommandError("$lookup 'pipeline' must be an array", TYPE_MISMATCH)
     for stage in pipeline:
         if not isinstance(stage, dict) or len(stage) != 1:
-            raise CommandError("A pipeline stage specification object must contain exactly one field.", 40323)
+            raise CommandError(
+                "A pipeline stage specification object must contain exactly one field.", STAGE_NOT_ONE_FIELD
+            )
         name = next(iter(stage))
         if name in NOT_IN_LOOKUP:
-            raise CommandError(f"{name} is not allowed to be used within a $lookup stage", 51047)
+            raise CommandError(f"{name} is not allowed to be used within a $lookup stage", NOT_ALLOWED_IN_LOOKUP)
         if name in FIRST_STAGE_ONLY:
-            raise CommandError(f"{name} inside $lookup is not supported by the leaf-mongo emulator", 238)
+            raise not_implemented(f"{name} inside $lookup is not supported by the leaf-mongo emulator")
 
 
 def _equality_matches(foreign: MockCollection, doc: Doc, local_field: str, foreign_field: str) -> list[Doc]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.errors import failed_to_parse, not_implemented
 from leaf_mongo.testing.stored_source import parse_stored_source
 from leaf_mongo.testing.vectors import VectorField
 
@@ -27,10 +27,6 @@ SIMILARITIES = ("euclidean", "cosine", "dotProduct")
 QUANTIZATIONS = ("none", "scalar", "binary")
 INDEXING_METHODS = ("hnsw", "flat")
 NUM_PARTITIONS = (1, 2, 4, 8, 16, 32, 64)
-
-
-def _err(msg: str) -> CommandError:
-    return CommandError(msg, 9)  # FailedToParse, as for any malformed command argument
 
 
 def _is_int(value: Any) -> bool:
@@ -45,7 +41,7 @@ def _check_keys(doc: dict[str, Any], allowed: set[str], ctx: str) -> None:
     unknown = sorted(set(doc) - allowed)
     if unknown:
         where = f'"{ctx}"' if ctx else "index definition"
-        raise _err(f"{where} has unrecognized field(s): {', '.join(repr(u) for u in unknown)}")
+        raise failed_to_parse(f"{where} has unrecognized field(s): {', '.join(repr(u) for u in unknown)}")
 
 
 def normalize_vector_definition(definition: Any) -> dict[str, Any]:
@@ -55,37 +51,36 @@ def normalize_vector_definition(definition: Any) -> dict[str, Any]:
     parsed definitions, so ``quantization: "none"`` equals an omitted one).
     """
     if not isinstance(definition, dict):
-        raise _err('"definition" must be a document')
+        raise failed_to_parse('"definition" must be a document')
     _check_keys(definition, {"fields", "nestedRoot", "storedSource", "numPartitions"}, "")
     if "nestedRoot" in definition:
-        raise CommandError(
+        raise not_implemented(
             "nestedRoot (vector search over arrays of embedded documents) is not supported by the leaf-mongo "
-            "emulator (emulator limitation)",
-            238,
+            "emulator (emulator limitation)"
         )
     stored = parse_stored_source(definition["storedSource"], "vectorSearch") if "storedSource" in definition else None
     partitions = check_num_partitions(definition.get("numPartitions", 1))
     fields = definition.get("fields")
     if fields is None:
-        raise _err('"fields" is required')
+        raise failed_to_parse('"fields" is required')
     if not isinstance(fields, list) or not fields:
-        raise _err('"fields" must be a non-empty array')
+        raise failed_to_parse('"fields" must be a non-empty array')
     out_fields: list[dict[str, Any]] = []
     seen_paths: set[str] = set()
     for i, f in enumerate(fields):
         ctx = f"fields[{i}]"
         if not isinstance(f, dict):
-            raise _err(f'"{ctx}" must be a document')
+            raise failed_to_parse(f'"{ctx}" must be a document')
         ftype = f.get("type")
         if ftype is None:
-            raise _err(f'"{ctx}.type" is required')
+            raise failed_to_parse(f'"{ctx}.type" is required')
         path = f.get("path")
         if path is None:
-            raise _err(f'"{ctx}.path" is required')
+            raise failed_to_parse(f'"{ctx}.path" is required')
         if not isinstance(path, str) or not path:
-            raise _err(f'"{ctx}.path" must be a non-empty string')
+            raise failed_to_parse(f'"{ctx}.path" must be a non-empty string')
         if path in seen_paths:
-            raise _err("same path specified for separate field definitions on the same index")
+            raise failed_to_parse("same path specified for separate field definitions on the same index")
         seen_paths.add(path)
         if ftype == "filter":
             _check_keys(f, {"type", "path"}, ctx)
@@ -93,11 +88,11 @@ def normalize_vector_definition(definition: Any) -> dict[str, Any]:
         elif ftype == "vector":
             out_fields.append(_normalize_vector_field(f, ctx))
         elif ftype == "autoEmbed":
-            raise _err(f'"{ctx}.type" autoEmbed is not supported by the leaf-mongo emulator')
+            raise failed_to_parse(f'"{ctx}.type" autoEmbed is not supported by the leaf-mongo emulator')
         else:
-            raise _err(f'"{ctx}.type" must be one of [vector, filter]')
+            raise failed_to_parse(f'"{ctx}.type" must be one of [vector, filter]')
     if not any(f["type"] == "vector" for f in out_fields):
-        raise _err('"fields" must contain at least one field of type "vector"')
+        raise failed_to_parse('"fields" must contain at least one field of type "vector"')
     out: dict[str, Any] = {"fields": out_fields}
     if stored is not None and stored is not False:
         out["storedSource"] = stored  # false is the default (StoredSourceDefinition.defaultValue)
@@ -109,9 +104,9 @@ def normalize_vector_definition(definition: Any) -> dict[str, Any]:
 def check_num_partitions(value: Any) -> int:
     """``numPartitions``: 1, 2, 4, 8, 16, 32 or 64 (mongot ``UserIndexDefinition.java``)."""
     if not _is_int(value):
-        raise _err('"numPartitions" must be an int')
+        raise failed_to_parse('"numPartitions" must be an int')
     if int(value) not in NUM_PARTITIONS:
-        raise _err(f"numPartitions {int(value)} must be of 1, 2, 4, 8, 16, 32, or 64.")
+        raise failed_to_parse(f"numPartitions {int(value)} must be of 1, 2, 4, 8, 16, 32, or 64.")
     return int(value)
 
 
@@ -122,26 +117,26 @@ def _normalize_vector_field(f: dict[str, Any], ctx: str) -> dict[str, Any]:
         ctx,
     )
     if "numDimensions" not in f:
-        raise _err(f'"{ctx}.numDimensions" is required')
+        raise failed_to_parse(f'"{ctx}.numDimensions" is required')
     dims = f["numDimensions"]
     if not _is_int(dims):
-        raise _err(f'"{ctx}.numDimensions" must be an integer')
+        raise failed_to_parse(f'"{ctx}.numDimensions" must be an integer')
     dims = int(dims)
     if not 1 <= dims <= MAX_DIMENSIONS:
-        raise _err(f'"{ctx}.numDimensions" must be within bounds [1, {MAX_DIMENSIONS}], got {dims}')
+        raise failed_to_parse(f'"{ctx}.numDimensions" must be within bounds [1, {MAX_DIMENSIONS}], got {dims}')
     if "similarity" not in f:
-        raise _err(f'"{ctx}.similarity" is required')
+        raise failed_to_parse(f'"{ctx}.similarity" is required')
     sim = f["similarity"]
     if sim not in SIMILARITIES:
-        raise _err(f'"{ctx}.similarity" must be one of [{", ".join(SIMILARITIES)}], got {sim!r}')
+        raise failed_to_parse(f'"{ctx}.similarity" must be one of [{", ".join(SIMILARITIES)}], got {sim!r}')
     quant = f.get("quantization", "none")
     if quant not in QUANTIZATIONS:
-        raise _err(f'"{ctx}.quantization" must be one of [{", ".join(QUANTIZATIONS)}], got {quant!r}')
+        raise failed_to_parse(f'"{ctx}.quantization" must be one of [{", ".join(QUANTIZATIONS)}], got {quant!r}')
     if quant == "binary" and dims % 8:
-        raise _err(f"numDimensions {dims} must be a multiple of 8 for binary quantization")
+        raise failed_to_parse(f"numDimensions {dims} must be a multiple of 8 for binary quantization")
     method = f.get("indexingMethod", "hnsw")
     if method not in INDEXING_METHODS:
-        raise _err(f'"{ctx}.indexingMethod" must be one of [{", ".join(INDEXING_METHODS)}]')
+        raise failed_to_parse(f'"{ctx}.indexingMethod" must be one of [{", ".join(INDEXING_METHODS)}]')
     out: dict[str, Any] = {
         "type": "vector",
         "path": f["path"],
@@ -152,16 +147,16 @@ def _normalize_vector_field(f: dict[str, Any], ctx: str) -> dict[str, Any]:
     }
     if "hnswOptions" in f:
         if method != "hnsw":
-            raise _err('hnswOptions is only supported with "indexingMethod: hnsw".')
+            raise failed_to_parse('hnswOptions is only supported with "indexingMethod: hnsw".')
         opts = f["hnswOptions"]
         if not isinstance(opts, dict):
-            raise _err(f'"{ctx}.hnswOptions" must be a document')
+            raise failed_to_parse(f'"{ctx}.hnswOptions" must be a document')
         _check_keys(opts, {"maxEdges", "numEdgeCandidates"}, f"{ctx}.hnswOptions")
         max_edges = opts.get("maxEdges", 16)
         cands = opts.get("numEdgeCandidates", 100)
         for name, value, lo, hi in (("maxEdges", max_edges, 16, 64), ("numEdgeCandidates", cands, 100, 3200)):
             if not _is_int(value) or not lo <= int(value) <= hi:
-                raise _err(f'"{ctx}.hnswOptions.{name}" must be within bounds [{lo}, {hi}], got {value!r}')
+                raise failed_to_parse(f'"{ctx}.hnswOptions.{name}" must be within bounds [{lo}, {hi}], got {value!r}')
         out["hnswOptions"] = {"maxEdges": int(max_edges), "numEdgeCandidates": int(cands)}
     else:
         out["hnswOptions"] = {"maxEdges": 16, "numEdgeCandidates": 100} if method == "hnsw" else None
@@ -213,43 +208,43 @@ def _check_analyzer(value: Any, ctx: str, custom: set[str]) -> str:
     from leaf_mongo.testing.fulltext import ANALYZERS
 
     if not isinstance(value, str):
-        raise _err(f'"{ctx}" must be a string')
+        raise failed_to_parse(f'"{ctx}" must be a string')
     if value in custom:
-        raise _err(f'"{ctx}": custom analyzers are not supported by the leaf-mongo emulator')
+        raise failed_to_parse(f'"{ctx}": custom analyzers are not supported by the leaf-mongo emulator')
     if value not in ANALYZERS and not value.startswith("lucene."):
-        raise _err(f'"{ctx}": analyzer {value!r} not found')
+        raise failed_to_parse(f'"{ctx}": analyzer {value!r} not found')
     if value not in ANALYZERS:
-        raise _err(f'"{ctx}": analyzer {value!r} is not supported by the leaf-mongo emulator')
+        raise failed_to_parse(f'"{ctx}": analyzer {value!r} is not supported by the leaf-mongo emulator')
     return value
 
 
 def _normalize_mapping(mapping: Any, ctx: str, custom: set[str], root: bool) -> dict[str, Any]:
     if not isinstance(mapping, dict):
-        raise _err(f'"{ctx}" must be a document')
+        raise failed_to_parse(f'"{ctx}" must be a document')
     allowed = {"dynamic", "fields"} if root else {"type", "dynamic", "fields"}
     _check_keys(mapping, allowed, ctx)
     dynamic = mapping.get("dynamic", False)
     if isinstance(dynamic, dict):
-        raise _err(f'"{ctx}.dynamic" typeSets are not supported by the leaf-mongo emulator')
+        raise failed_to_parse(f'"{ctx}.dynamic" typeSets are not supported by the leaf-mongo emulator')
     if not isinstance(dynamic, bool):
-        raise _err(f'"{ctx}.dynamic" must be a boolean')
+        raise failed_to_parse(f'"{ctx}.dynamic" must be a boolean')
     fields = mapping.get("fields", {})
     if not isinstance(fields, dict):
-        raise _err(f'"{ctx}.fields" must be a document')
+        raise failed_to_parse(f'"{ctx}.fields" must be a document')
     if root and not dynamic and not fields:
-        raise _err(f'"{ctx}.fields" must be specified (and not empty) when "{ctx}.dynamic" is false')
+        raise failed_to_parse(f'"{ctx}.fields" must be specified (and not empty) when "{ctx}.dynamic" is false')
     out_fields: dict[str, Any] = {}
     for name, spec in fields.items():
         fctx = f"{ctx}.fields.{name}"
         if not name:
-            raise _err(f'"{fctx}": field names must be non-empty')
+            raise failed_to_parse(f'"{fctx}": field names must be non-empty')
         specs = spec if isinstance(spec, list) else [spec]
         if not specs:
-            raise _err(f'"{fctx}" must not be an empty array')
+            raise failed_to_parse(f'"{fctx}" must not be an empty array')
         normalized = [_normalize_field(s, fctx, custom) for s in specs]
         kinds = [n["type"] for n in normalized]
         if len(set(kinds)) != len(kinds):
-            raise _err(f'"{fctx}": a field cannot be mapped twice with the same type')
+            raise failed_to_parse(f'"{fctx}": a field cannot be mapped twice with the same type')
         out_fields[name] = normalized if isinstance(spec, list) else normalized[0]
     out: dict[str, Any] = {"dynamic": dynamic, "fields": out_fields}
     if not root:
@@ -259,14 +254,14 @@ def _normalize_mapping(mapping: Any, ctx: str, custom: set[str], root: bool) -> 
 
 def _normalize_field(spec: Any, ctx: str, custom: set[str]) -> dict[str, Any]:
     if not isinstance(spec, dict):
-        raise _err(f'"{ctx}" must be a document')
+        raise failed_to_parse(f'"{ctx}" must be a document')
     kind = spec.get("type")
     if kind is None:
-        raise _err(f'"{ctx}.type" is required')
+        raise failed_to_parse(f'"{ctx}.type" is required')
     if kind not in SEARCH_FIELD_TYPES:
-        raise _err(f'"{ctx}.type" must be one of [{", ".join(SEARCH_FIELD_TYPES)}], got {kind!r}')
+        raise failed_to_parse(f'"{ctx}.type" must be one of [{", ".join(SEARCH_FIELD_TYPES)}], got {kind!r}')
     if kind not in EMULATED_FIELD_TYPES:
-        raise CommandError(f'"{ctx}.type" {kind} is not supported by the leaf-mongo emulator', 238)
+        raise not_implemented(f'"{ctx}.type" {kind} is not supported by the leaf-mongo emulator')
     if kind == "document":
         return _normalize_mapping(spec, ctx, custom, root=False)
     _check_keys(spec, FIELD_KEYS[kind], ctx)
@@ -276,13 +271,13 @@ def _normalize_field(spec: Any, ctx: str, custom: set[str]) -> dict[str, Any]:
             if key in spec:
                 _check_analyzer(spec[key], f"{ctx}.{key}", custom)
         if "multi" in spec:
-            raise CommandError(f'"{ctx}.multi" is not supported by the leaf-mongo emulator', 238)
+            raise not_implemented(f'"{ctx}.multi" is not supported by the leaf-mongo emulator')
         if spec.get("indexOptions", "offsets") not in ("docs", "freqs", "positions", "offsets"):
-            raise _err(f'"{ctx}.indexOptions" must be one of [docs, freqs, positions, offsets]')
+            raise failed_to_parse(f'"{ctx}.indexOptions" must be one of [docs, freqs, positions, offsets]')
     if kind == "token" and spec.get("normalizer", "none") not in ("none", "lowercase"):
-        raise _err(f'"{ctx}.normalizer" must be one of [lowercase, none]')
+        raise failed_to_parse(f'"{ctx}.normalizer" must be one of [lowercase, none]')
     if kind == "number" and spec.get("representation", "double") not in ("int64", "double"):
-        raise _err(f'"{ctx}.representation" must be one of [int64, double]')
+        raise failed_to_parse(f'"{ctx}.representation" must be one of [int64, double]')
     return out
 
 
@@ -295,7 +290,7 @@ def normalize_search_definition(definition: Any) -> dict[str, Any]:
     with code 238 instead of being accepted and ignored.
     """
     if not isinstance(definition, dict):
-        raise _err('"definition" must be a document')
+        raise failed_to_parse('"definition" must be a document')
     _check_keys(
         definition,
         {
@@ -311,11 +306,11 @@ def normalize_search_definition(definition: Any) -> dict[str, Any]:
         "",
     )
     if "mappings" not in definition:
-        raise _err('"mappings" is required')
+        raise failed_to_parse('"mappings" is required')
     custom = {str(a.get("name")) for a in definition.get("analyzers", []) if isinstance(a, dict)}
     for key in ("synonyms", "analyzers", "typeSets"):
         if key in definition:
-            raise CommandError(f'"{key}" is not supported by the leaf-mongo emulator', 238)
+            raise not_implemented(f'"{key}" is not supported by the leaf-mongo emulator')
     out: dict[str, Any] = {"mappings": _normalize_mapping(definition["mappings"], "mappings", custom, root=True)}
     for key in ("analyzer", "searchAnalyzer"):
         if key in definition:
@@ -326,7 +321,7 @@ def normalize_search_definition(definition: Any) -> dict[str, Any]:
         out["storedSource"] = copy.deepcopy(definition["storedSource"])
     if "numPartitions" in definition:
         if definition["numPartitions"] not in (1, 2, 4):
-            raise _err('"numPartitions" must be one of [1, 2, 4]')
+            raise failed_to_parse('"numPartitions" must be one of [1, 2, 4]')
         out["numPartitions"] = definition["numPartitions"]
     return out
 
@@ -336,7 +331,7 @@ def normalize(index_type: str, definition: Any) -> dict[str, Any]:
         return normalize_vector_definition(definition)
     if index_type == "search":
         return normalize_search_definition(definition)
-    raise _err(f'"type" must be one of [search, vectorSearch], got {index_type!r}')
+    raise failed_to_parse(f'"type" must be one of [search, vectorSearch], got {index_type!r}')
 
 
 @dataclass

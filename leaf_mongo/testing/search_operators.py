@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import tantivy
 from bson import ObjectId
 
-from leaf_mongo.testing.errors import CommandError
-from leaf_mongo.testing.fulltext import LUCENE_BM25_SCALE, OPERATORS, UNSUPPORTED_OPERATORS, _err, values_at
+from leaf_mongo.testing.errors import not_implemented, unknown_error
+from leaf_mongo.testing.fulltext import LUCENE_BM25_SCALE, OPERATORS, UNSUPPORTED_OPERATORS, values_at
 
 if TYPE_CHECKING:
     from leaf_mongo.testing.fulltext import FullTextIndex
@@ -43,14 +43,14 @@ class Context:
 
     def evaluate(self, op: Any) -> Matches:
         if not isinstance(op, Mapping) or len(op) != 1:
-            raise _err('"$search" operator must be a document with exactly one operator')
+            raise unknown_error('"$search" operator must be a document with exactly one operator')
         name, spec = next(iter(op.items()))
         if name in UNSUPPORTED_OPERATORS:
-            raise CommandError(f"$search operator {name!r} is not supported by the leaf-mongo emulator", 238)
+            raise not_implemented(f"$search operator {name!r} is not supported by the leaf-mongo emulator")
         if name not in OPERATORS:
-            raise _err(f'"{name}" is not a valid operator')
+            raise unknown_error(f'"{name}" is not a valid operator')
         if not isinstance(spec, Mapping):
-            raise _err(f'"{name}" must be a document')
+            raise unknown_error(f'"{name}" must be a document')
         out: Matches = getattr(self, f"_op_{name}")(spec)
         return _apply_score(out, spec.get("score"), name)
 
@@ -58,7 +58,7 @@ class Context:
 
     def _paths(self, spec: Mapping[str, Any], op: str) -> list[str]:
         if "path" not in spec:
-            raise _err(f'"{op}.path" is required')
+            raise unknown_error(f'"{op}.path" is required')
         raw = spec["path"]
         items = raw if isinstance(raw, list) else [raw]
         out: list[str] = []
@@ -68,19 +68,19 @@ class Context:
             elif isinstance(item, Mapping) and set(item) == {"wildcard"} and isinstance(item["wildcard"], str):
                 out.extend(p for p in sorted(self.ix.string_paths) if fnmatch.fnmatchcase(p, item["wildcard"]))
             elif isinstance(item, Mapping) and "value" in item and "multi" in item:
-                raise CommandError('"path.multi" is not supported by the leaf-mongo emulator', 238)
+                raise not_implemented('"path.multi" is not supported by the leaf-mongo emulator')
             else:
-                raise _err(f'"{op}.path" must be a string, a {{wildcard: <pattern>}} or an array of them')
+                raise unknown_error(f'"{op}.path" must be a string, a {{wildcard: <pattern>}} or an array of them')
         return list(dict.fromkeys(out))
 
     @staticmethod
     def _queries(spec: Mapping[str, Any], op: str) -> list[str]:
         if "query" not in spec:
-            raise _err(f'"{op}.query" is required')
+            raise unknown_error(f'"{op}.query" is required')
         raw = spec["query"]
         items = raw if isinstance(raw, list) else [raw]
         if not items or not all(isinstance(q, str) for q in items):
-            raise _err(f'"{op}.query" must be a string or an array of strings')
+            raise unknown_error(f'"{op}.query" must be a string or an array of strings')
         return items
 
     def _run(self, query: tantivy.Query, scale: float) -> Matches:
@@ -104,17 +104,17 @@ class Context:
         allowed = {"query", "path", "fuzzy", "score", "matchCriteria", "synonyms"}
         _check_keys(spec, allowed, "text")
         if "synonyms" in spec:
-            raise CommandError('"text.synonyms" is not supported by the leaf-mongo emulator', 238)
+            raise not_implemented('"text.synonyms" is not supported by the leaf-mongo emulator')
         criteria = spec.get("matchCriteria", "any")
         if criteria not in ("any", "all"):
-            raise _err('"text.matchCriteria" must be one of [any, all]')
+            raise unknown_error('"text.matchCriteria" must be one of [any, all]')
         fuzzy = spec.get("fuzzy")
         if fuzzy is not None:
             if not isinstance(fuzzy, Mapping):
-                raise _err('"text.fuzzy" must be a document')
+                raise unknown_error('"text.fuzzy" must be a document')
             _check_keys(fuzzy, {"maxEdits", "prefixLength", "maxExpansions"}, "text.fuzzy")
             if fuzzy.get("maxEdits", 2) not in (1, 2):
-                raise _err('"text.fuzzy.maxEdits" must be 1 or 2')
+                raise unknown_error('"text.fuzzy.maxEdits" must be 1 or 2')
         occur = tantivy.Occur.Must if criteria == "all" else tantivy.Occur.Should
         clauses: list[tuple[tantivy.Occur, tantivy.Query]] = []
         for path in self._paths(spec, "text"):
@@ -148,7 +148,7 @@ class Context:
         _check_keys(spec, {"query", "path", "slop", "score", "synonyms"}, "phrase")
         slop = spec.get("slop", 0)
         if isinstance(slop, bool) or not isinstance(slop, int) or slop < 0:
-            raise _err('"phrase.slop" must be a non-negative integer')
+            raise unknown_error('"phrase.slop" must be a non-negative integer')
         clauses: list[tuple[tantivy.Occur, tantivy.Query]] = []
         for path in self._paths(spec, "phrase"):
             if path not in self.ix.string_paths:
@@ -174,13 +174,13 @@ class Context:
         _check_keys(spec, {"query", "path", "allowAnalyzedField", "score"}, "wildcard")
         allow = spec.get("allowAnalyzedField", False)
         if not isinstance(allow, bool):
-            raise _err('"wildcard.allowAnalyzedField" must be a boolean')
+            raise unknown_error('"wildcard.allowAnalyzedField" must be a boolean')
         clauses: list[tuple[tantivy.Occur, tantivy.Query]] = []
         for path in self._paths(spec, "wildcard"):
             if path not in self.ix.string_paths:
                 continue
             if self.ix.string_paths[path][0] != "lucene.keyword" and not allow:
-                raise _err(f'"wildcard" on analyzed field "{path}" requires "allowAnalyzedField": true')
+                raise unknown_error(f'"wildcard" on analyzed field "{path}" requires "allowAnalyzedField": true')
             field = self.ix._field_names[path]
             for q in self._queries(spec, "wildcard"):
                 regex = tantivy.Query.regex_query(self.ix.schema, field, _wildcard_regex(q))
@@ -199,13 +199,13 @@ class Context:
                 raw = spec[clause]
                 ops = raw if isinstance(raw, list) else [raw]
                 if not ops:
-                    raise _err(f'"compound.{clause}" must not be empty')
+                    raise unknown_error(f'"compound.{clause}" must not be empty')
                 parts[clause] = [self.evaluate(o) for o in ops]
         if not parts:
-            raise _err('"compound" must have at least one of [must, mustNot, should, filter]')
+            raise unknown_error('"compound" must have at least one of [must, mustNot, should, filter]')
         msm = spec.get("minimumShouldMatch", 0)
         if isinstance(msm, bool) or not isinstance(msm, int) or msm < 0:
-            raise _err('"compound.minimumShouldMatch" must be a non-negative integer')
+            raise unknown_error('"compound.minimumShouldMatch" must be a non-negative integer')
         should = parts.get("should", [])
         if msm > len(should):
             return {}
@@ -239,7 +239,7 @@ class Context:
 
     def _typed(self, path: Any, kinds: set[str], op: str) -> bool:
         if not isinstance(path, str):
-            raise _err(f'"{op}.path" must be a string')
+            raise unknown_error(f'"{op}.path" must be a string')
         return bool(self.ix.plan.typed.get(path, set()) & kinds) or (self.ix.plan.dynamic and "token" not in kinds)
 
     def _predicate(self, path: str, test: Callable[[Any], bool], desc: str) -> Matches:
@@ -263,7 +263,7 @@ class Context:
             return {"objectId"}
         if value is None:
             return {"token", "number", "boolean", "date", "objectId"}
-        raise _err(f'"{op}.value" has an unsupported type {type(value).__name__}')
+        raise unknown_error(f'"{op}.value" has an unsupported type {type(value).__name__}')
 
     def _matcher(self, path: str, value: Any) -> Callable[[Any], bool]:
         lower = path in self.ix.plan.token_lowercase
@@ -283,7 +283,7 @@ class Context:
         _check_keys(spec, {"path", "value", "score"}, "equals")
         for key in ("path", "value"):
             if key not in spec:
-                raise _err(f'"equals.{key}" is required')
+                raise unknown_error(f'"equals.{key}" is required')
         path, value = spec["path"], spec["value"]
         if not self._typed(path, self._value_kinds(value, "equals"), "equals"):
             return {}
@@ -293,14 +293,14 @@ class Context:
         _check_keys(spec, {"path", "value", "score"}, "in")
         for key in ("path", "value"):
             if key not in spec:
-                raise _err(f'"in.{key}" is required')
+                raise unknown_error(f'"in.{key}" is required')
         path, raw = spec["path"], spec["value"]
         values = raw if isinstance(raw, list) else [raw]
         if not values:
-            raise _err('"in.value" must not be empty')
+            raise unknown_error('"in.value" must not be empty')
         kinds = set().union(*(self._value_kinds(v, "in") for v in values))
         if len({k for k in kinds if k != "number"} | ({"number"} if "number" in kinds else set())) > 1:
-            raise _err('"in.value" must contain values of a single type')
+            raise unknown_error('"in.value" must contain values of a single type')
         if not self._typed(path, kinds, "in"):
             return {}
         tests = [self._matcher(path, v) for v in values]
@@ -309,12 +309,12 @@ class Context:
     def _op_range(self, spec: Mapping[str, Any]) -> Matches:
         _check_keys(spec, {"path", "gt", "gte", "lt", "lte", "score"}, "range")
         if "path" not in spec:
-            raise _err('"range.path" is required')
+            raise unknown_error('"range.path" is required')
         bounds = {k: spec[k] for k in ("gt", "gte", "lt", "lte") if k in spec}
         if not bounds:
-            raise _err('"range" must have at least one of [gt, gte, lt, lte]')
+            raise unknown_error('"range" must have at least one of [gt, gte, lt, lte]')
         if "gt" in bounds and "gte" in bounds or "lt" in bounds and "lte" in bounds:
-            raise _err('"range" cannot combine gt with gte, or lt with lte')
+            raise unknown_error('"range" cannot combine gt with gte, or lt with lte')
         kinds = set().union(*(self._value_kinds(v, "range") for v in bounds.values()))
         path = spec["path"]
         if not self._typed(path, kinds, "range"):
@@ -342,7 +342,7 @@ class Context:
         _check_keys(spec, {"path", "score"}, "exists")
         path = spec.get("path")
         if not isinstance(path, str):
-            raise _err('"exists.path" is required and must be a string')
+            raise unknown_error('"exists.path" is required and must be a string')
         indexed = path in self.ix.string_paths or path in self.ix.plan.typed or self.ix.plan.dynamic
         if not indexed:
             return {}
@@ -366,7 +366,7 @@ def _wildcard_regex(pattern: str) -> str:
 def _check_keys(spec: Mapping[str, Any], allowed: set[str], op: str) -> None:
     for key in spec:
         if key not in allowed:
-            raise _err(f'"{op}.{key}" is not a valid field')
+            raise unknown_error(f'"{op}.{key}" is not a valid field')
 
 
 def _apply_score(matches: Matches, score: Any, op: str) -> Matches:
@@ -374,13 +374,13 @@ def _apply_score(matches: Matches, score: Any, op: str) -> Matches:
     if score is None:
         return matches
     if not isinstance(score, Mapping) or len(score) != 1:
-        raise _err(f'"{op}.score" must have exactly one of [boost, constant]')
+        raise unknown_error(f'"{op}.score" must have exactly one of [boost, constant]')
     kind, opts = next(iter(score.items()))
     if kind not in ("boost", "constant") or not isinstance(opts, Mapping) or "value" not in opts:
-        raise CommandError(f'"{op}.score.{kind}" is not supported by the leaf-mongo emulator', 238)
+        raise not_implemented(f'"{op}.score.{kind}" is not supported by the leaf-mongo emulator')
     value = opts["value"]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise _err(f'"{op}.score.{kind}.value" must be a positive number')
+        raise unknown_error(f'"{op}.score.{kind}.value" must be a positive number')
     out: Matches = {}
     for doc_id, (s, d) in matches.items():
         new = s * float(value) if kind == "boost" else float(value)

@@ -21,7 +21,14 @@ import mongomock
 from bson import Int64
 from mongomock import helpers as mm_helpers
 
-from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.errors import (
+    BAD_VALUE,
+    DUPLICATE_KEY,
+    INVALID_NAMESPACE,
+    NOT_IMPLEMENTED,
+    CommandError,
+    unknown_error,
+)
 from leaf_mongo.testing.fulltext import FullTextIndex
 from leaf_mongo.testing.id_lookup import IdIndexedCollection
 from leaf_mongo.testing.search_index import SearchIndex
@@ -79,7 +86,7 @@ class BackendState:
 
     def _coll(self, db: str, name: Any) -> MockCollection:
         if not isinstance(name, str) or not name:
-            raise CommandError(f"collection name has invalid type {type(name).__name__}", 73)
+            raise CommandError(f"collection name has invalid type {type(name).__name__}", INVALID_NAMESPACE)
         coll = self._client[db][name]
         coll.__class__ = IdIndexedCollection  # O(1) _id lookups (see id_lookup)
         return coll
@@ -154,7 +161,7 @@ class BackendState:
         if idx is None or idx.type != "search":
             return None
         if not idx.queryable:
-            raise CommandError(f"cannot query search index {name} while in state {idx.internal_state}", 8)
+            raise unknown_error(f"cannot query search index {name} while in state {idx.internal_state}")
         stores = self._fulltext.setdefault((db, coll.name), {})
         store = stores.get(name)
         if store is None or store.stale or store.definition != idx.active_normalized:
@@ -216,9 +223,9 @@ def _write_error(exc: Exception) -> dict[str, Any]:
     if isinstance(exc, CommandError):
         return {"code": exc.code, "errmsg": exc.errmsg}
     if isinstance(exc, mongomock.DuplicateKeyError):
-        return {"code": 11000, "errmsg": _dup_msg(exc)}
+        return {"code": DUPLICATE_KEY, "errmsg": _dup_msg(exc)}
     if isinstance(exc, mongomock.OperationFailure):
-        return {"code": exc.code or 2, "errmsg": str(exc)}
+        return {"code": exc.code or BAD_VALUE, "errmsg": str(exc)}
     if isinstance(exc, NotImplementedError):
-        return {"code": 238, "errmsg": f"not supported by the leaf-mongo emulator: {exc}"}
-    return {"code": 2, "errmsg": f"{type(exc).__name__}: {exc}"}
+        return {"code": NOT_IMPLEMENTED, "errmsg": f"not supported by the leaf-mongo emulator: {exc}"}
+    return {"code": BAD_VALUE, "errmsg": f"{type(exc).__name__}: {exc}"}

@@ -12,7 +12,14 @@ from typing import Any
 from mongomock import helpers as mm_helpers
 from mongomock.filtering import filter_applies
 
-from leaf_mongo.testing.errors import CommandError, bad_value
+from leaf_mongo.testing.errors import (
+    TYPE_MISMATCH,
+    CommandError,
+    bad_value,
+    failed_to_parse,
+    not_implemented,
+    unknown_error,
+)
 from leaf_mongo.testing.fulltext import copy_doc
 from leaf_mongo.testing.state import BackendState, MockCollection, _is_int
 from leaf_mongo.testing.stored_source import stored_document, stores_anything
@@ -36,27 +43,27 @@ def vector_search(
 ) -> list[dict[str, Any]]:
     """Documents for a ``$vectorSearch`` stage, best first, each carrying its score in ``SCORE_FIELD``."""
     if not isinstance(spec, dict):
-        raise CommandError("$vectorSearch must take a nested object", 9)
+        raise failed_to_parse("$vectorSearch must take a nested object")
     for key, what in UNSUPPORTED_KEYS.items():
         if key in spec:
-            raise CommandError(f"{what} is not supported by the leaf-mongo emulator (emulator limitation)", 238)
+            raise not_implemented(f"{what} is not supported by the leaf-mongo emulator (emulator limitation)")
     for key in ("index", "path", "queryVector", "limit"):
         if key not in spec:
-            raise CommandError(f'"$vectorSearch.{key}" is required', 9)
+            raise failed_to_parse(f'"$vectorSearch.{key}" is required')
     index_name, path = spec["index"], spec["path"]
     if not isinstance(index_name, str):
-        raise CommandError('"$vectorSearch.index" must be a string', 14)
+        raise CommandError('"$vectorSearch.index" must be a string', TYPE_MISMATCH)
     if not index_name:
         raise bad_value('"index" cannot be empty')  # VectorSearchQuery.java: stringField().mustNotBeEmpty()
     if not isinstance(path, str):
-        raise CommandError('"$vectorSearch.path" must be a string', 14)
+        raise CommandError('"$vectorSearch.path" must be a string', TYPE_MISMATCH)
     limit = spec["limit"]
     if not _is_int(limit) or int(limit) < 1:
         raise bad_value(f'"$vectorSearch.limit" must be a positive integer, got {limit!r}')
     limit = int(limit)
     exact = spec.get("exact", False)
     if not isinstance(exact, bool):
-        raise CommandError('"$vectorSearch.exact" must be a boolean', 14)
+        raise CommandError('"$vectorSearch.exact" must be a boolean', TYPE_MISMATCH)
     if exact:
         if "numCandidates" in spec:
             raise bad_value('"numCandidates" must be omitted when "exact" is set to true')
@@ -71,36 +78,35 @@ def vector_search(
     query = parse_query_vector(spec["queryVector"])
     flt = spec.get("filter")
     if flt is not None and not isinstance(flt, dict):
-        raise CommandError('"$vectorSearch.filter" must be a document', 14)
+        raise CommandError('"$vectorSearch.filter" must be a document', TYPE_MISMATCH)
     return_stored = spec.get("returnStoredSource", False)
     if not isinstance(return_stored, bool):
-        raise CommandError('"returnStoredSource" must be a boolean', 14)
+        raise CommandError('"returnStoredSource" must be a boolean', TYPE_MISMATCH)
 
     idx = state._search_indexes.get((db, coll.name), {}).get(index_name)
     if idx is None or idx.type != "vectorSearch":
         return []  # "the index does not exist, respond with empty information" (mongot)
     if not idx.queryable:
-        raise CommandError(f"cannot query vector index {index_name} while in state {idx.internal_state}", 8)
+        raise unknown_error(f"cannot query vector index {index_name} while in state {idx.internal_state}")
     vfield = idx.vector_fields().get(path)
     if vfield is None:
-        raise CommandError(f"{path} is not indexed as vector", 8)
+        raise unknown_error(f"{path} is not indexed as vector")
     if query.kind == "bit" and vfield.similarity != "euclidean":
-        raise CommandError(
+        raise unknown_error(
             "Binary vectors can only be used with fields indexed with Euclidean similarity but indexed "
-            f"similarity is {vfield.similarity}",
-            8,
+            f"similarity is {vfield.similarity}"
         )
     if query.dim != vfield.num_dimensions:
-        raise CommandError(
-            f"vector field is indexed with {vfield.num_dimensions} dimensions but queried with {query.dim}", 8
+        raise unknown_error(
+            f"vector field is indexed with {vfield.num_dimensions} dimensions but queried with {query.dim}"
         )
     if vfield.similarity == "cosine" and query.kind != "bit" and not query.values.any():
-        raise CommandError("Cosine similarity cannot be calculated against a zero vector.", 8)
+        raise unknown_error("Cosine similarity cannot be calculated against a zero vector.")
     if flt:
         check_filter(flt, idx.filter_paths())
     stored = (idx.active_normalized or {}).get("storedSource", False)
     if return_stored and not stores_anything(stored):
-        raise CommandError("storedSource is not configured for this index.", 8)
+        raise unknown_error("storedSource is not configured for this index.")
 
     matrix = matrix_for(vfield, state._vectors.get((db, coll.name), {}).get(path), query)
     if matrix is None or matrix.used == 0:

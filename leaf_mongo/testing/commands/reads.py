@@ -8,7 +8,7 @@ from typing import Any
 from bson import Int64
 from mongomock import helpers as mm_helpers
 
-from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.errors import CURSOR_NOT_FOUND, CommandError
 from leaf_mongo.testing.state import BackendState, _take
 
 
@@ -31,7 +31,7 @@ class ReadCommands(BackendState):
         cid = int(cmd["getMore"] if "getMore" in cmd else cmd["getmore"])
         cur = self._cursors.get(cid)
         if cur is None:
-            raise CommandError(f"cursor id {cid} not found", 43)
+            raise CommandError(f"cursor id {cid} not found", CURSOR_NOT_FOUND)
         cur.last_used = time.monotonic()
         batch_size = cmd.get("batchSize")
         batch, cur.pos = _take(cur.docs, cur.pos, int(batch_size) if batch_size else 0)

@@ -6,7 +6,7 @@ from typing import Any
 
 from pymongo import ReturnDocument
 
-from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.errors import DUPLICATE_KEY, CommandError, failed_to_parse
 from leaf_mongo.testing.state import BackendState, _fmt, _write_error, store_key
 
 
@@ -26,7 +26,7 @@ class WriteCommands(BackendState):
                     raise CommandError(
                         f"E11000 duplicate key error collection: {db}.{coll.name} index: _id_ dup key: "
                         f"{{ _id: {_fmt(doc['_id'])} }}",
-                        11000,
+                        DUPLICATE_KEY,
                     )
                 coll.insert_one(doc)
                 n += 1
@@ -60,7 +60,7 @@ class WriteCommands(BackendState):
                     raise NotImplementedError("arrayFilters")
                 is_replacement = isinstance(u, dict) and not any(k.startswith("$") for k in u)
                 if is_replacement and multi:
-                    raise CommandError("multi update is not supported for replacement-style update", 9)
+                    raise failed_to_parse("multi update is not supported for replacement-style update")
                 keys = self._matching_keys(coll, q, multi) if self._tracked(ns) else []
                 if is_replacement:
                     res = coll.replace_one(q, u, upsert=upsert)
