@@ -18,7 +18,9 @@ from typing import Any
 
 import tantivy
 
+from leaf_mongo.testing.docs import copy_doc, stored_documents, values_at
 from leaf_mongo.testing.errors import failed_to_parse, not_implemented, unknown_error
+from leaf_mongo.testing.meta import SCORE_FIELD, SEARCH_DETAILS_FIELD, SEARCH_SCORE_FIELD
 
 LUCENE_BM25_SCALE = 1.0 / 2.2  # tantivy BM25 keeps (k1 + 1) = 2.2; Lucene's BM25Similarity does not
 # UAX#29 approximation: letters/digits/underscore joined by an inner apostrophe or period, numbers by , or .
@@ -39,16 +41,6 @@ UNSUPPORTED_OPERATORS = frozenset(
     {"autocomplete", "embeddedDocument", "geoShape", "geoWithin", "knnBeta", "moreLikeThis", "near",
      "queryString", "regex", "span", "hasAncestor", "hasRoot", "vectorSearch"}
 )  # fmt: skip
-
-
-def copy_doc(value: Any) -> Any:
-    """A copy of a stored document deep enough for pipeline stages to modify (dicts and lists are new;
-    scalars, BSON binaries and ObjectIds are immutable and shared): ~10x faster than ``copy.deepcopy``."""
-    if isinstance(value, dict):
-        return {k: copy_doc(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [copy_doc(v) for v in value]
-    return value
 
 
 def analyzer(name: str) -> tantivy.TextAnalyzer:
@@ -143,23 +135,6 @@ def _leaves(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
             yield from _leaves(v, prefix)
     else:
         yield prefix, value
-
-
-def values_at(doc: Mapping[str, Any], path: str) -> list[Any]:
-    """Every scalar at a dotted path, looking through arrays (as mongot does)."""
-    current: list[Any] = [doc]
-    for part in path.split("."):
-        nxt: list[Any] = []
-        for item in current:
-            items = item if isinstance(item, list) else [item]
-            for it in items:
-                if isinstance(it, Mapping) and part in it:
-                    nxt.append(it[part])
-        current = nxt
-    out: list[Any] = []
-    for v in current:
-        out.extend(v if isinstance(v, list) else [v])
-    return out
 
 
 def _dynamic_paths(plan: FieldPlan, doc: Mapping[str, Any]) -> dict[str, str]:
@@ -312,8 +287,6 @@ def run_search(
     copy_docs: bool = True,
 ) -> list[dict[str, Any]]:
     """The documents of a ``$search`` stage, best first, with their score (and details) in hidden fields."""
-    from leaf_mongo.testing.fusion import SCORE_FIELD, SEARCH_DETAILS_FIELD, SEARCH_SCORE_FIELD
-
     if not isinstance(spec, Mapping):
         raise failed_to_parse("$search must take a nested object")
     operators = [k for k in spec if k not in SEARCH_KEYS]
@@ -339,7 +312,7 @@ def run_search(
     if store is None:
         return []  # mongot answers a query on a missing index with no results
     hits = store.search({op: spec[op]}, details, limit)
-    docs = coll._store._documents
+    docs = stored_documents(coll)
     out = []
     for key, score, expl in hits[:limit] if limit else hits:
         stored = docs.get(key)

@@ -27,6 +27,7 @@ import mongomock
 from bson import ObjectId, encode
 from mongomock import aggregate as mongomock_aggregate
 
+from leaf_mongo.testing.docs import copy_doc
 from leaf_mongo.testing.errors import (
     MISSING_REQUIRED_FIELD,
     STAGE_NOT_ONE_FIELD,
@@ -35,21 +36,9 @@ from leaf_mongo.testing.errors import (
     CommandError,
     failed_to_parse,
 )
+from leaf_mongo.testing.meta import HIDDEN_FIELDS, SCORE_DETAILS_FIELD, SCORE_FIELD, SEARCH_DETAILS_FIELD
 
 RANK_CONSTANT = 60  # "reciprocal rank fusion ... 1 / (60 + rank)"
-VECTOR_SCORE_FIELD = "__leaf_emulator_vector_search_score"
-SEARCH_SCORE_FIELD = "__leaf_emulator_search_score"
-SEARCH_DETAILS_FIELD = "__leaf_emulator_search_score_details"
-SCORE_FIELD = "__leaf_emulator_score"
-SCORE_DETAILS_FIELD = "__leaf_emulator_score_details"
-META_FIELDS = {
-    "vectorSearchScore": VECTOR_SCORE_FIELD,
-    "searchScore": SEARCH_SCORE_FIELD,
-    "searchScoreDetails": SEARCH_DETAILS_FIELD,
-    "score": SCORE_FIELD,
-    "scoreDetails": SCORE_DETAILS_FIELD,
-}
-HIDDEN_FIELDS = tuple(META_FIELDS.values())
 SCORED_FIRST_STAGES = ("$search", "$vectorSearch", "$rankFusion", "$scoreFusion")
 RANKED_FIRST_STAGES = (*SCORED_FIRST_STAGES, "$geoNear")
 SELECTION_STAGES = frozenset(
@@ -151,8 +140,6 @@ def _id_key(value: Any) -> Any:
 
 def _clean(doc: dict[str, Any]) -> dict[str, Any]:
     """The output copy of a document (input pipelines hand over stored documents uncopied)."""
-    from leaf_mongo.testing.fulltext import copy_doc
-
     return {k: copy_doc(v) for k, v in doc.items() if k not in HIDDEN_FIELDS}
 
 

@@ -22,9 +22,9 @@ from mongomock import helpers as mm_helpers
 from mongomock.aggregate import _parse_expression, process_pipeline
 from mongomock.filtering import filter_applies
 
-from leaf_mongo.testing import fulltext, fusion
 from leaf_mongo.testing.commands.handshake import version_tuple
 from leaf_mongo.testing.commands.search_indexes import list_search_indexes
+from leaf_mongo.testing.docs import MockCollection, is_int, matching_documents, store_key, stored_documents, values_at
 from leaf_mongo.testing.errors import (
     LOOKUP_NOT_A_DOCUMENT,
     NOT_ALLOWED_IN_FACET,
@@ -39,8 +39,11 @@ from leaf_mongo.testing.errors import (
     failed_to_parse,
     not_implemented,
 )
-from leaf_mongo.testing.state import BackendState, MockCollection, _is_int, store_key
-from leaf_mongo.testing.vector_search import SCORE_FIELD, vector_search
+from leaf_mongo.testing.fulltext import run_search
+from leaf_mongo.testing.fusion import rank_fusion, score_fusion
+from leaf_mongo.testing.meta import META_FIELDS, strip_hidden
+from leaf_mongo.testing.state import BackendState
+from leaf_mongo.testing.vector_search import vector_search
 
 Doc = dict[str, Any]
 Stage = Callable[[BackendState, str, list[Doc], Any], list[Doc]]
@@ -53,15 +56,12 @@ def _search_meta(state: BackendState, db: str, coll: MockCollection, spec: Any, 
 def _vector(
     state: BackendState, db: str, coll: MockCollection, spec: Any, *, copy_docs: bool = True, **_: Any
 ) -> list[Doc]:
-    docs = vector_search(state, db, coll, spec, copy_docs)
-    for d in docs:
-        d[fusion.SCORE_FIELD] = d[SCORE_FIELD]  # {$meta: "score"} reads any search stage's score
-    return docs
+    return vector_search(state, db, coll, spec, copy_docs)
 
 
 def _search(state: BackendState, db: str, coll: MockCollection, spec: Any, *, limit: int | None = None,
             copy_docs: bool = True) -> list[Doc]:  # fmt: skip
-    return fulltext.run_search(spec, state._text_index, db, coll, limit, copy_docs)
+    return run_search(spec, state._text_index, db, coll, limit, copy_docs)
 
 
 def _fusion_input(state: BackendState, db: str, coll: MockCollection) -> Callable[[list[Doc]], list[Doc]]:
@@ -71,11 +71,11 @@ def _fusion_input(state: BackendState, db: str, coll: MockCollection) -> Callabl
 
 def _rank_fusion(state: BackendState, db: str, coll: MockCollection, spec: Any, *, limit: int | None = None,
                  **_: Any) -> list[Doc]:  # fmt: skip
-    return fusion.rank_fusion(spec, _fusion_input(state, db, coll), limit)
+    return rank_fusion(spec, _fusion_input(state, db, coll), limit)
 
 
 def _score_fusion(state: BackendState, db: str, coll: MockCollection, spec: Any, **_: Any) -> list[Doc]:
-    return fusion.score_fusion(spec, _fusion_input(state, db, coll))
+    return score_fusion(spec, _fusion_input(state, db, coll))
 
 
 SOURCE_STAGES: dict[str, Callable[..., list[Doc]]] = {
@@ -95,8 +95,6 @@ NOT_IN_LOOKUP = frozenset({"$vectorSearch", "$listSearchIndexes", "$rankFusion",
 # Not allowed in a $facet sub-pipeline (mongod DocumentSourceFacet: "<name> is not allowed to be used within a
 # $facet stage", code 40600; DOC_STAGE for $vectorSearch, the $search docs for $search / $searchMeta).
 NOT_IN_FACET = frozenset({*NOT_IN_LOOKUP, "$search", "$searchMeta", "$facet", "$out", "$merge", "$unionWith"})
-# {$meta: <name>} -> hidden field the source stage stores the value in.
-META_FIELDS: dict[str, str] = {**fusion.META_FIELDS, "vectorSearchScore": SCORE_FIELD}
 
 
 def run_pipeline(
@@ -134,14 +132,13 @@ def run_pipeline(
     source = SOURCE_STAGES.get(first) if first is not None else None
     if source is not None:
         ahead = pipeline[1].get("$limit") if len(pipeline) > 1 and isinstance(pipeline[1], dict) else None
-        limit = int(ahead) if ahead is not None and _is_int(ahead) and ahead > 0 else None  # what $limit keeps
+        limit = int(ahead) if ahead is not None and is_int(ahead) and ahead > 0 else None  # what $limit keeps
         docs = source(state, db, coll, pipeline[0][first], limit=limit, copy_docs=copy_docs)
         return run_stages(state, db, docs, pipeline[1:])
     if first == "$match":
-        spec = mm_helpers.patch_datetime_awareness_in_document(pipeline[0]["$match"])
-        docs = [copy.deepcopy(d) for d in coll._iter_documents(spec)]
+        docs = [copy.deepcopy(d) for d in matching_documents(coll, pipeline[0]["$match"])]
         return run_stages(state, db, docs, pipeline[1:])
-    return run_stages(state, db, [copy.deepcopy(d) for d in coll._store._documents.values()], pipeline)
+    return run_stages(state, db, [copy.deepcopy(d) for d in stored_documents(coll).values()], pipeline)
 
 
 def run_stages(state: BackendState, db: str, docs: list[Doc], stages: list[Doc]) -> list[Doc]:
@@ -158,15 +155,6 @@ def run_stages(state: BackendState, db: str, docs: list[Doc], stages: list[Doc])
         docs = handler(state, db, docs, stage[name])
     if segment:
         docs = list(process_pipeline(docs, state._client[db], segment, None))
-    return docs
-
-
-def strip_hidden(docs: list[Any]) -> list[Any]:
-    """Remove the hidden meta fields before documents leave the emulator."""
-    for doc in docs:
-        if isinstance(doc, dict):
-            for hidden in META_FIELDS.values():
-                doc.pop(hidden, None)
     return docs
 
 
@@ -237,7 +225,7 @@ def lookup(state: BackendState, db: str, docs: list[Doc], arg: Any) -> list[Doc]
         if has_local:
             matched = _equality_matches(foreign, doc, arg["localField"], arg["foreignField"])
         else:
-            matched = [copy.deepcopy(d) for d in foreign._store._documents.values()]
+            matched = [copy.deepcopy(d) for d in stored_documents(foreign).values()]
         if pipeline:
             variables = {name: _parse_expression(expr, doc, ignore_missing_keys=True) for name, expr in let.items()}
             matched = run_stages(state, db, matched, _bind(pipeline, variables))
@@ -262,28 +250,15 @@ def _check_sub_pipeline(pipeline: Any) -> None:
 
 def _equality_matches(foreign: MockCollection, doc: Doc, local_field: str, foreign_field: str) -> list[Doc]:
     """Foreign documents whose ``foreign_field`` equals the local value (or one of its elements)."""
-    values = _values_at(doc, local_field)
+    values = values_at(doc, local_field)
     if not values:
         values = [None]  # a missing local field matches null/missing foreign fields
-    store = foreign._store._documents
+    store = stored_documents(foreign)
     if foreign_field == "_id" and all(not isinstance(v, (dict, list)) and v is not None for v in values):
         found = (store.get(store_key(v)) for v in dict.fromkeys(values))
         return [copy.deepcopy(d) for d in found if d is not None]
     spec = mm_helpers.patch_datetime_awareness_in_document({foreign_field: {"$in": values}})
     return [copy.deepcopy(d) for d in store.values() if filter_applies(spec, d)]
-
-
-def _values_at(doc: Any, path: str) -> list[Any]:
-    """Values at a dotted path, descending through arrays; arrays contribute their elements."""
-    head, _, rest = path.partition(".")
-    if isinstance(doc, list):
-        return [v for item in doc for v in _values_at(item, path)]
-    if not isinstance(doc, dict) or head not in doc:
-        return []
-    value = doc[head]
-    if rest:
-        return _values_at(value, rest)
-    return list(value) if isinstance(value, list) else [value]
 
 
 def _bind(value: Any, variables: dict[str, Any]) -> Any:

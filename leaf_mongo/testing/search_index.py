@@ -18,6 +18,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from leaf_mongo.testing.docs import is_int
 from leaf_mongo.testing.errors import failed_to_parse, not_implemented
 from leaf_mongo.testing.stored_source import parse_stored_source
 from leaf_mongo.testing.vectors import VectorField
@@ -27,14 +28,6 @@ SIMILARITIES = ("euclidean", "cosine", "dotProduct")
 QUANTIZATIONS = ("none", "scalar", "binary")
 INDEXING_METHODS = ("hnsw", "flat")
 NUM_PARTITIONS = (1, 2, 4, 8, 16, 32, 64)
-
-
-def _is_int(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    return isinstance(value, float) and value.is_integer()
 
 
 def _check_keys(doc: dict[str, Any], allowed: set[str], ctx: str) -> None:
@@ -103,7 +96,7 @@ def normalize_vector_definition(definition: Any) -> dict[str, Any]:
 
 def check_num_partitions(value: Any) -> int:
     """``numPartitions``: 1, 2, 4, 8, 16, 32 or 64 (mongot ``UserIndexDefinition.java``)."""
-    if not _is_int(value):
+    if not is_int(value):
         raise failed_to_parse('"numPartitions" must be an int')
     if int(value) not in NUM_PARTITIONS:
         raise failed_to_parse(f"numPartitions {int(value)} must be of 1, 2, 4, 8, 16, 32, or 64.")
@@ -119,7 +112,7 @@ def _normalize_vector_field(f: dict[str, Any], ctx: str) -> dict[str, Any]:
     if "numDimensions" not in f:
         raise failed_to_parse(f'"{ctx}.numDimensions" is required')
     dims = f["numDimensions"]
-    if not _is_int(dims):
+    if not is_int(dims):
         raise failed_to_parse(f'"{ctx}.numDimensions" must be an integer')
     dims = int(dims)
     if not 1 <= dims <= MAX_DIMENSIONS:
@@ -155,7 +148,7 @@ def _normalize_vector_field(f: dict[str, Any], ctx: str) -> dict[str, Any]:
         max_edges = opts.get("maxEdges", 16)
         cands = opts.get("numEdgeCandidates", 100)
         for name, value, lo, hi in (("maxEdges", max_edges, 16, 64), ("numEdgeCandidates", cands, 100, 3200)):
-            if not _is_int(value) or not lo <= int(value) <= hi:
+            if not is_int(value) or not lo <= int(value) <= hi:
                 raise failed_to_parse(f'"{ctx}.hnswOptions.{name}" must be within bounds [{lo}, {hi}], got {value!r}')
         out["hnswOptions"] = {"maxEdges": int(max_edges), "numEdgeCandidates": int(cands)}
     else:

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import tantivy
 from bson import ObjectId
 
+from leaf_mongo.testing.docs import values_at
 from leaf_mongo.testing.errors import not_implemented, unknown_error
-from leaf_mongo.testing.fulltext import LUCENE_BM25_SCALE, OPERATORS, UNSUPPORTED_OPERATORS, values_at
+from leaf_mongo.testing.fulltext import LUCENE_BM25_SCALE, OPERATORS, UNSUPPORTED_OPERATORS
 
 if TYPE_CHECKING:
     from leaf_mongo.testing.fulltext import FullTextIndex

@@ -19,8 +19,8 @@ from typing import Any
 import bson
 import mongomock
 from bson import Int64
-from mongomock import helpers as mm_helpers
 
+from leaf_mongo.testing.docs import MockCollection, matching_documents, store_key, stored_documents
 from leaf_mongo.testing.errors import (
     BAD_VALUE,
     DUPLICATE_KEY,
@@ -39,13 +39,6 @@ MAX_BATCH_BYTES = MAX_BSON_SIZE - 64 * 1024
 CURSOR_IDLE_SECONDS = 600.0  # like mongod's cursorTimeoutMillis default
 
 Namespace = tuple[str, str]
-# mongomock ships pymongo-shaped stubs that do not describe its internals (_store, _iter_documents).
-MockCollection = Any
-
-
-def store_key(_id: Any) -> Any:
-    """Key mongomock uses for a document in its store (dicts are not hashable)."""
-    return mm_helpers.hashdict(_id) if isinstance(_id, dict) else _id
 
 
 @dataclass
@@ -101,7 +94,7 @@ class BackendState:
         stores: list[Any] = [*self._vectors.get(ns, {}).values(), *self._fulltext.get(ns, {}).values()]
         if not stores:
             return
-        docs = self._coll(*ns)._store._documents
+        docs = stored_documents(self._coll(*ns))
         for key in keys:
             doc = docs.get(key)
             for store in stores:
@@ -117,10 +110,9 @@ class BackendState:
         """Keys of the documents a write will touch (mongomock picks the first match)."""
         if set(query) == {"_id"} and not isinstance(query["_id"], dict):
             key = store_key(query["_id"])
-            return [key] if key in coll._store._documents else []
-        spec = mm_helpers.patch_datetime_awareness_in_document(query)
+            return [key] if key in stored_documents(coll) else []
         keys: list[Any] = []
-        for doc in coll._iter_documents(spec):
+        for doc in matching_documents(coll, query):
             keys.append(store_key(doc["_id"]))
             if not multi:
                 break
@@ -138,7 +130,7 @@ class BackendState:
                 del stores[path]
         new = [p for p in wanted if p not in stores]
         if new:
-            docs = self._coll(*ns)._store._documents
+            docs = stored_documents(self._coll(*ns))
             for path in new:
                 store = stores[path] = PathVectors(path)
                 for key, doc in docs.items():
@@ -166,7 +158,7 @@ class BackendState:
         store = stores.get(name)
         if store is None or store.stale or store.definition != idx.active_normalized:
             assert idx.active_normalized is not None
-            store = stores[name] = FullTextIndex(idx.active_normalized, coll._store._documents)
+            store = stores[name] = FullTextIndex(idx.active_normalized, stored_documents(coll))
         return store
 
     # ------------------------------------------------------------------ cursors
@@ -191,12 +183,6 @@ class BackendState:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _is_int(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
 
 
 def _take(docs: list[dict[str, Any]], start: int, limit: int) -> tuple[list[dict[str, Any]], int]:

@@ -12,6 +12,7 @@ from typing import Any
 from mongomock import helpers as mm_helpers
 from mongomock.filtering import filter_applies
 
+from leaf_mongo.testing.docs import MockCollection, copy_doc, is_int, stored_documents
 from leaf_mongo.testing.errors import (
     TYPE_MISMATCH,
     CommandError,
@@ -20,13 +21,12 @@ from leaf_mongo.testing.errors import (
     not_implemented,
     unknown_error,
 )
-from leaf_mongo.testing.fulltext import copy_doc
-from leaf_mongo.testing.state import BackendState, MockCollection, _is_int
+from leaf_mongo.testing.meta import SCORE_FIELD, VECTOR_SCORE_FIELD
+from leaf_mongo.testing.state import BackendState
 from leaf_mongo.testing.stored_source import stored_document, stores_anything
 from leaf_mongo.testing.vector_filter import check_filter
 from leaf_mongo.testing.vectors import matrix_for, parse_query_vector, score_matrix, top_k
 
-SCORE_FIELD = "__leaf_emulator_vector_search_score"
 # Fields mongot knows but the emulator does not implement: refused rather than silently ignored.
 # Any other unknown field is ignored, as mongot parses with unknown fields allowed
 # (server/command/search/VectorSearchCommand.java: allowUnknownFields(true)).
@@ -41,7 +41,7 @@ UNSUPPORTED_KEYS = {
 def vector_search(
     state: BackendState, db: str, coll: MockCollection, spec: Any, copy_docs: bool = True
 ) -> list[dict[str, Any]]:
-    """Documents for a ``$vectorSearch`` stage, best first, each carrying its score in ``SCORE_FIELD``."""
+    """Documents for a ``$vectorSearch`` stage, best first, each carrying its score in the hidden meta fields."""
     if not isinstance(spec, dict):
         raise failed_to_parse("$vectorSearch must take a nested object")
     for key, what in UNSUPPORTED_KEYS.items():
@@ -58,7 +58,7 @@ def vector_search(
     if not isinstance(path, str):
         raise CommandError('"$vectorSearch.path" must be a string', TYPE_MISMATCH)
     limit = spec["limit"]
-    if not _is_int(limit) or int(limit) < 1:
+    if not is_int(limit) or int(limit) < 1:
         raise bad_value(f'"$vectorSearch.limit" must be a positive integer, got {limit!r}')
     limit = int(limit)
     exact = spec.get("exact", False)
@@ -71,7 +71,7 @@ def vector_search(
         if "numCandidates" not in spec:
             raise bad_value("numCandidates is required for approximate vector search")
         nc = spec["numCandidates"]
-        if not _is_int(nc) or not 1 <= int(nc) <= 10_000:
+        if not is_int(nc) or not 1 <= int(nc) <= 10_000:
             raise bad_value(f'"$vectorSearch.numCandidates" must be within bounds [1, 10000], got {nc!r}')
         if limit > int(nc):
             raise bad_value("limit should be less than or equal to numCandidates")
@@ -112,7 +112,7 @@ def vector_search(
     if matrix is None or matrix.used == 0:
         return []
     scores = score_matrix(vfield, matrix, query)
-    docs = coll._store._documents
+    docs = stored_documents(coll)
     allowed = None
     if flt:
         spec_f = mm_helpers.patch_datetime_awareness_in_document(flt)
@@ -124,6 +124,7 @@ def vector_search(
             if return_stored
             else (copy_doc(docs[key]) if copy_docs else dict(docs[key]))
         )
-        doc[SCORE_FIELD] = score
+        doc[VECTOR_SCORE_FIELD] = score
+        doc[SCORE_FIELD] = score  # {$meta: "score"} reads any search stage's score
         out.append(doc)
     return out

@@ -6,7 +6,8 @@ from typing import Any
 
 from leaf_mongo.testing.commands.handshake import SERVER_VERSION
 from leaf_mongo.testing.errors import bad_value, not_implemented
-from leaf_mongo.testing.pipeline import run_pipeline, strip_hidden
+from leaf_mongo.testing.meta import strip_hidden
+from leaf_mongo.testing.pipeline import run_pipeline
 from leaf_mongo.testing.state import BackendState
 
 EXPLAIN_VERBOSITIES = ("queryPlanner", "executionStats", "allPlansExecution")

@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 from bson import Int64
-from mongomock import helpers as mm_helpers
 
+from leaf_mongo.testing.docs import matching_documents, stored_documents
 from leaf_mongo.testing.errors import CURSOR_NOT_FOUND, CommandError
 from leaf_mongo.testing.state import BackendState, _take
 
@@ -53,10 +53,9 @@ class ReadCommands(BackendState):
         coll = self._coll(db, cmd["count"])
         query = cmd.get("query") or {}
         if query:
-            spec = mm_helpers.patch_datetime_awareness_in_document(query)
-            n = sum(1 for _ in coll._iter_documents(spec))
+            n = sum(1 for _ in matching_documents(coll, query))
         else:
-            n = len(coll._store._documents)
+            n = len(stored_documents(coll))
         n = max(0, n - int(cmd.get("skip") or 0))
         if cmd.get("limit"):
             n = min(n, abs(int(cmd["limit"])))

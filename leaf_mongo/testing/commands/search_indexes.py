@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from leaf_mongo.testing.docs import MockCollection
 from leaf_mongo.testing.errors import (
     INDEX_ALREADY_EXISTS,
     INDEX_NOT_FOUND,
@@ -14,7 +15,7 @@ from leaf_mongo.testing.errors import (
     failed_to_parse,
 )
 from leaf_mongo.testing.search_index import SearchIndex, normalize
-from leaf_mongo.testing.state import BackendState, MockCollection
+from leaf_mongo.testing.state import BackendState
 
 
 def search_index_by(state: BackendState, db: str, coll: str, cmd: dict[str, Any]) -> SearchIndex:
