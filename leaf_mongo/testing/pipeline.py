@@ -39,9 +39,9 @@ from leaf_mongo.testing.errors import (
     failed_to_parse,
     not_implemented,
 )
-from leaf_mongo.testing.fulltext import run_search
 from leaf_mongo.testing.fusion import rank_fusion, score_fusion
 from leaf_mongo.testing.meta import META_FIELDS, strip_hidden
+from leaf_mongo.testing.search_stage import run_search
 from leaf_mongo.testing.state import BackendState
 from leaf_mongo.testing.vector_search import vector_search
 
@@ -61,7 +61,7 @@ def _vector(
 
 def _search(state: BackendState, db: str, coll: MockCollection, spec: Any, *, limit: int | None = None,
             copy_docs: bool = True) -> list[Doc]:  # fmt: skip
-    return run_search(spec, state._text_index, db, coll, limit, copy_docs)
+    return run_search(spec, lambda name: state._text_index(db, coll, name), stored_documents(coll), limit, copy_docs)
 
 
 def _fusion_input(state: BackendState, db: str, coll: MockCollection) -> Callable[[list[Doc]], list[Doc]]:

@@ -156,7 +156,7 @@ class BackendState:
             raise unknown_error(f"cannot query search index {name} while in state {idx.internal_state}")
         stores = self._fulltext.setdefault((db, coll.name), {})
         store = stores.get(name)
-        if store is None or store.stale or store.definition != idx.active_normalized:
+        if store is None or not store.serves(idx.active_normalized):
             assert idx.active_normalized is not None
             store = stores[name] = FullTextIndex(idx.active_normalized, stored_documents(coll))
         return store
