@@ -12,6 +12,7 @@ what they reject.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 # mongo/base/error_codes.yml (the subset the emulator sends)
@@ -112,3 +113,11 @@ def unknown_error(msg: str) -> CommandError:
 def not_implemented(msg: str) -> CommandError:
     """NotImplemented (238): what the emulator refuses rather than silently ignores (its limitations)."""
     return CommandError(msg, NOT_IMPLEMENTED)
+
+
+def reject_unknown_fields(doc: Mapping[str, Any], allowed: set[str], ctx: str) -> None:
+    """FailedToParse for fields an index definition (or a part of it, ``ctx``) does not take, as mongot words it."""
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        where = f'"{ctx}"' if ctx else "index definition"
+        raise failed_to_parse(f"{where} has unrecognized field(s): {', '.join(repr(u) for u in unknown)}")
