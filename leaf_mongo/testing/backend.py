@@ -35,7 +35,7 @@ from leaf_mongo.testing.errors import (
     CommandError,
     not_implemented,
 )
-from leaf_mongo.testing.state import _dup_msg
+from leaf_mongo.testing.state import SERVER_VERSION, _dup_msg
 
 RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify"})
 MAX_RETRY_REPLIES = 10_000
@@ -45,7 +45,7 @@ Handler = Callable[[str, dict[str, Any], int], dict[str, Any]]
 class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, SearchIndexCommands, AggregateCommands):
     """All emulator state and the command handlers (see module docstring)."""
 
-    def __init__(self, index_build_delay: float = 0.0, server_version: str = "8.2.0") -> None:
+    def __init__(self, index_build_delay: float = 0.0, server_version: str = SERVER_VERSION) -> None:
         super().__init__(index_build_delay, server_version)
         self._retry_replies: dict[tuple[str, int, str], dict[str, Any]] = {}
         self._handlers: dict[str, Handler] = {

@@ -22,8 +22,6 @@ from mongomock import helpers as mm_helpers
 from mongomock.aggregate import _parse_expression, process_pipeline
 from mongomock.filtering import filter_applies
 
-from leaf_mongo.testing.commands.handshake import version_tuple
-from leaf_mongo.testing.commands.search_indexes import list_search_indexes
 from leaf_mongo.testing.docs import MockCollection, is_int, matching_documents, store_key, stored_documents, values_at
 from leaf_mongo.testing.errors import (
     LOOKUP_NOT_A_DOCUMENT,
@@ -42,7 +40,7 @@ from leaf_mongo.testing.errors import (
 from leaf_mongo.testing.fusion import rank_fusion, score_fusion
 from leaf_mongo.testing.meta import META_FIELDS, strip_hidden
 from leaf_mongo.testing.search_stage import run_search
-from leaf_mongo.testing.state import BackendState
+from leaf_mongo.testing.state import BackendState, version_tuple
 from leaf_mongo.testing.vector_search import vector_search
 
 Doc = dict[str, Any]
@@ -51,6 +49,21 @@ Stage = Callable[[BackendState, str, list[Doc], Any], list[Doc]]
 
 def _search_meta(state: BackendState, db: str, coll: MockCollection, spec: Any, **_: Any) -> list[Doc]:
     raise not_implemented("$searchMeta is not supported by the leaf-mongo emulator")
+
+
+def list_search_indexes(state: BackendState, db: str, coll: MockCollection, spec: Any, **_: Any) -> list[Doc]:
+    """The ``$listSearchIndexes`` stage (first stage only)."""
+    if not isinstance(spec, dict):
+        raise failed_to_parse("$listSearchIndexes requires a document argument")
+    indexes = state._search_indexes.get((db, coll.name), {}).values()
+    out = []
+    for idx in indexes:
+        if "name" in spec and spec["name"] != idx.name:
+            continue
+        if "id" in spec and str(spec["id"]) != idx.id:
+            continue
+        out.append(idx.to_document())
+    return out
 
 
 def _vector(
@@ -80,7 +93,7 @@ def _score_fusion(state: BackendState, db: str, coll: MockCollection, spec: Any,
 
 SOURCE_STAGES: dict[str, Callable[..., list[Doc]]] = {
     "$vectorSearch": _vector,
-    "$listSearchIndexes": lambda state, db, coll, spec, **_: list_search_indexes(state, db, coll, spec),
+    "$listSearchIndexes": list_search_indexes,
     "$search": _search,
     "$searchMeta": _search_meta,
     "$rankFusion": _rank_fusion,

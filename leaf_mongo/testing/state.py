@@ -34,6 +34,7 @@ from leaf_mongo.testing.id_lookup import IdIndexedCollection
 from leaf_mongo.testing.search_index import SearchIndex
 from leaf_mongo.testing.vectors import PathVectors
 
+SERVER_VERSION = "8.2.0"  # what buildInfo reports unless the emulator is told to be an older server
 MAX_BSON_SIZE = 16 * 1024 * 1024
 MAX_BATCH_BYTES = MAX_BSON_SIZE - 64 * 1024
 CURSOR_IDLE_SECONDS = 600.0  # like mongod's cursorTimeoutMillis default
@@ -56,7 +57,7 @@ class BackendState:
     every command is short, so this costs little in tests.
     """
 
-    def __init__(self, index_build_delay: float = 0.0, server_version: str = "8.2.0") -> None:
+    def __init__(self, index_build_delay: float = 0.0, server_version: str = SERVER_VERSION) -> None:
         self.index_build_delay = index_build_delay
         # An older version refuses the stages it lacks ($rankFusion < 8.1, $scoreFusion < 8.2), as it would.
         self.server_version = server_version
@@ -183,6 +184,13 @@ class BackendState:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def version_tuple(text: str) -> tuple[int, int, int]:
+    """``"8.0.4"`` -> (8, 0, 4)."""
+    parts = [int(p) for p in text.split("-")[0].split(".")[:3] if p.isdigit()]
+    parts += [0, 0, 0]
+    return parts[0], parts[1], parts[2]
 
 
 def _take(docs: list[dict[str, Any]], start: int, limit: int) -> tuple[list[dict[str, Any]], int]:

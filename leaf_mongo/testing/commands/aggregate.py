@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from leaf_mongo.testing.commands.handshake import SERVER_VERSION
 from leaf_mongo.testing.errors import bad_value, not_implemented
 from leaf_mongo.testing.meta import strip_hidden
 from leaf_mongo.testing.pipeline import run_pipeline
-from leaf_mongo.testing.state import BackendState
+from leaf_mongo.testing.state import SERVER_VERSION, BackendState
 
 EXPLAIN_VERBOSITIES = ("queryPlanner", "executionStats", "allPlansExecution")
 

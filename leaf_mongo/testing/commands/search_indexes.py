@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from leaf_mongo.testing.docs import MockCollection
 from leaf_mongo.testing.errors import (
     INDEX_ALREADY_EXISTS,
     INDEX_NOT_FOUND,
@@ -35,21 +34,6 @@ def search_index_by(state: BackendState, db: str, coll: str, cmd: dict[str, Any]
     if idx is None:
         raise CommandError(f"No index with {kind} {value} exists in namespace {db}.{coll}", INDEX_NOT_FOUND)
     return idx
-
-
-def list_search_indexes(state: BackendState, db: str, coll: MockCollection, spec: Any) -> list[dict[str, Any]]:
-    """The ``$listSearchIndexes`` stage (first stage only)."""
-    if not isinstance(spec, dict):
-        raise failed_to_parse("$listSearchIndexes requires a document argument")
-    indexes = state._search_indexes.get((db, coll.name), {}).values()
-    out = []
-    for idx in indexes:
-        if "name" in spec and spec["name"] != idx.name:
-            continue
-        if "id" in spec and str(spec["id"]) != idx.id:
-            continue
-        out.append(idx.to_document())
-    return out
 
 
 class SearchIndexCommands(BackendState):
