@@ -7,7 +7,7 @@ turns every failure into a server-shaped error reply. Where each behaviour lives
 * :mod:`~leaf_mongo.testing.state`: shared state, cursors, vector bookkeeping;
 * :mod:`~leaf_mongo.testing.commands`: handshake, writes, reads, catalog
   (collections, databases, indexes), search-index commands, aggregate;
-* :mod:`~leaf_mongo.testing.pipeline`: the aggregation stages the emulator runs
+* :mod:`~leaf_mongo.testing.aggregation`: the aggregation stages the emulator runs
   itself (stage name -> handler) and the rewrites for mongomock;
 * :mod:`~leaf_mongo.testing.vector_search`: the ``$vectorSearch`` engine.
 """

@@ -20,7 +20,7 @@ from bson import ObjectId
 from leaf_mongo.testing.errors import failed_to_parse
 from leaf_mongo.testing.search_definition import normalize_search_definition
 from leaf_mongo.testing.vector_definition import normalize_vector_definition
-from leaf_mongo.testing.vectors import VectorField
+from leaf_mongo.testing.vector_store import VectorField
 
 
 def normalize(index_type: str, definition: Any) -> dict[str, Any]:

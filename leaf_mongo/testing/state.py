@@ -32,7 +32,7 @@ from leaf_mongo.testing.errors import (
 from leaf_mongo.testing.fulltext import FullTextIndex
 from leaf_mongo.testing.id_lookup import IdIndexedCollection
 from leaf_mongo.testing.search_index import SearchIndex
-from leaf_mongo.testing.vectors import PathVectors
+from leaf_mongo.testing.vector_store import PathVectors
 
 SERVER_VERSION = "8.2.0"  # what buildInfo reports unless the emulator is told to be an older server
 MAX_BSON_SIZE = 16 * 1024 * 1024

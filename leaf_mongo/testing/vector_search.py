@@ -1,6 +1,6 @@
 """The ``$vectorSearch`` engine: argument validation as mongot does it, pre-filter checks, exact top-k.
 
-Scores come from :mod:`leaf_mongo.testing.vectors` (per-path numpy matrices);
+Scores come from :mod:`leaf_mongo.testing.vector_store` (per-path numpy matrices);
 the pre-filter is checked against the index's ``filter`` paths and operators
 (reference §4) and then evaluated with mongomock's matcher.
 """
@@ -25,7 +25,7 @@ from leaf_mongo.testing.meta import SCORE_FIELD, VECTOR_SCORE_FIELD
 from leaf_mongo.testing.state import BackendState
 from leaf_mongo.testing.stored_source import stored_document, stores_anything
 from leaf_mongo.testing.vector_filter import check_filter
-from leaf_mongo.testing.vectors import matrix_for, parse_query_vector, score_matrix, top_k
+from leaf_mongo.testing.vector_store import matrix_for, parse_query_vector, score_matrix, top_k
 
 # Fields mongot knows but the emulator does not implement: refused rather than silently ignored.
 # Any other unknown field is ignored, as mongot parses with unknown fields allowed

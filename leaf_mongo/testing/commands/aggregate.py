@@ -1,12 +1,12 @@
-"""The aggregate and explain commands (pipelines themselves run in :mod:`leaf_mongo.testing.pipeline`)."""
+"""The aggregate and explain commands (pipelines themselves run in :mod:`leaf_mongo.testing.aggregation`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from leaf_mongo.testing.aggregation import run_pipeline
 from leaf_mongo.testing.errors import bad_value, not_implemented
 from leaf_mongo.testing.meta import strip_hidden
-from leaf_mongo.testing.pipeline import run_pipeline
 from leaf_mongo.testing.state import SERVER_VERSION, BackendState
 
 EXPLAIN_VERBOSITIES = ("queryPlanner", "executionStats", "allPlansExecution")

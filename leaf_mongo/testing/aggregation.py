@@ -9,7 +9,8 @@ Two tables map stage names to handlers, and they are the only place to extend:
 
 Every other stage runs in mongomock, after :func:`rewrite_stage` has mapped the
 ones it lacks onto ones it has and resolved ``{$meta: ...}`` through ``META_FIELDS``
-to the hidden fields the source stages set (stripped before documents leave).
+to the hidden fields the source stages set (:mod:`leaf_mongo.testing.meta`; stripped before documents
+leave).
 """
 
 from __future__ import annotations
