@@ -211,7 +211,7 @@ def _normalized(scores: list[float], method: str) -> list[float]:
 
 
 def score_fusion(spec: Any, run: RunPipeline) -> list[dict[str, Any]]:
-    """Documents of ``$scoreFusion`` (combination ``avg``), best first."""
+    """Documents of ``$scoreFusion`` (combination ``avg`` or ``expression``), best first."""
     _check_keys(spec if isinstance(spec, Mapping) else {}, {"input", "combination", "scoreDetails"}, "$scoreFusion")
     pipelines = _pipelines("$scoreFusion", spec, {"pipelines", "normalization"})
     normalization = spec["input"].get("normalization")
@@ -222,21 +222,7 @@ def score_fusion(spec: Any, run: RunPipeline) -> list[dict[str, Any]]:
     if normalization not in NORMALIZATIONS:
         raise failed_to_parse(f"$scoreFusion.input.normalization must be one of [{', '.join(NORMALIZATIONS)}]")
     weights, combination = _weights("$scoreFusion", spec, list(pipelines), {"method", "expression"})
-    method = combination.get("method", "avg")
-    if method not in ("avg", "expression"):
-        raise failed_to_parse("$scoreFusion.combination.method must be one of [avg, expression]")
-    expression = combination.get("expression")
-    if method == "expression":
-        if expression is None:
-            raise failed_to_parse(
-                "$scoreFusion.combination.expression is required when combination.method is 'expression'"
-            )
-        if "weights" in combination:
-            raise failed_to_parse("$scoreFusion.combination: weights and expression are mutually exclusive")
-    elif expression is not None:
-        raise failed_to_parse(
-            "$scoreFusion.combination.expression is only used when combination.method is 'expression'"
-        )
+    expression = _combination_expression(combination)
     details = _score_details_flag("$scoreFusion", spec)
     for name, pipeline in pipelines.items():
         if next(iter(pipeline[0])) not in SCORED_FIRST_STAGES:
@@ -292,6 +278,26 @@ def score_fusion(spec: Any, run: RunPipeline) -> list[dict[str, Any]]:
             }
         out.append(doc)
     return out
+
+
+def _combination_expression(combination: Mapping[str, Any]) -> Any:
+    """``combination.expression`` of ``$scoreFusion`` (None for ``method: "avg"``, the default)."""
+    method = combination.get("method", "avg")
+    if method not in ("avg", "expression"):
+        raise failed_to_parse("$scoreFusion.combination.method must be one of [avg, expression]")
+    expression = combination.get("expression")
+    if method == "expression":
+        if expression is None:
+            raise failed_to_parse(
+                "$scoreFusion.combination.expression is required when combination.method is 'expression'"
+            )
+        if "weights" in combination:
+            raise failed_to_parse("$scoreFusion.combination: weights and expression are mutually exclusive")
+    elif expression is not None:
+        raise failed_to_parse(
+            "$scoreFusion.combination.expression is only used when combination.method is 'expression'"
+        )
+    return expression
 
 
 def _evaluate(expression: Any, scores: dict[str, float]) -> float:
