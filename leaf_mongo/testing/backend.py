@@ -9,7 +9,11 @@ turns every failure into a server-shaped error reply. Where each behaviour lives
   (collections, databases, indexes), search-index commands, aggregate;
 * :mod:`~leaf_mongo.testing.aggregation`: the aggregation stages the emulator runs
   itself (stage name -> handler) and the rewrites for mongomock;
-* :mod:`~leaf_mongo.testing.vector_search`: the ``$vectorSearch`` engine.
+* :mod:`~leaf_mongo.testing.vector_search`: the ``$vectorSearch`` engine;
+* :mod:`~leaf_mongo.testing.search_stage`: the ``$search`` stage (its operators and index beside it);
+* :mod:`~leaf_mongo.testing.fusion`: ``$rankFusion`` and ``$scoreFusion``.
+
+The folder's README has the whole module map.
 """
 
 from __future__ import annotations
