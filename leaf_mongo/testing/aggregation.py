@@ -48,34 +48,34 @@ Doc = dict[str, Any]
 Stage = Callable[[BackendState, str, list[Doc], Any], list[Doc]]
 
 
-def _search_meta(state: BackendState, db: str, coll: MockCollection, spec: Any, **_: Any) -> list[Doc]:
+def _search_meta(state: BackendState, db: str, coll: MockCollection, arg: Any, **_: Any) -> list[Doc]:
     raise not_implemented("$searchMeta is not supported by the leaf-mongo emulator")
 
 
-def list_search_indexes(state: BackendState, db: str, coll: MockCollection, spec: Any, **_: Any) -> list[Doc]:
+def list_search_indexes(state: BackendState, db: str, coll: MockCollection, arg: Any, **_: Any) -> list[Doc]:
     """The ``$listSearchIndexes`` stage (first stage only)."""
-    if not isinstance(spec, dict):
+    if not isinstance(arg, dict):
         raise failed_to_parse("$listSearchIndexes requires a document argument")
     indexes = state._search_indexes.get((db, coll.name), {}).values()
     out = []
     for idx in indexes:
-        if "name" in spec and spec["name"] != idx.name:
+        if "name" in arg and arg["name"] != idx.name:
             continue
-        if "id" in spec and str(spec["id"]) != idx.id:
+        if "id" in arg and str(arg["id"]) != idx.id:
             continue
         out.append(idx.to_document())
     return out
 
 
 def _vector(
-    state: BackendState, db: str, coll: MockCollection, spec: Any, *, copy_docs: bool = True, **_: Any
+    state: BackendState, db: str, coll: MockCollection, arg: Any, *, copy_docs: bool = True, **_: Any
 ) -> list[Doc]:
-    return vector_search(state, db, coll, spec, copy_docs)
+    return vector_search(state, db, coll, arg, copy_docs)
 
 
-def _search(state: BackendState, db: str, coll: MockCollection, spec: Any, *, limit: int | None = None,
+def _search(state: BackendState, db: str, coll: MockCollection, arg: Any, *, limit: int | None = None,
             copy_docs: bool = True) -> list[Doc]:  # fmt: skip
-    return run_search(spec, lambda name: state._text_index(db, coll, name), stored_documents(coll), limit, copy_docs)
+    return run_search(arg, lambda name: state._text_index(db, coll, name), stored_documents(coll), limit, copy_docs)
 
 
 def _fusion_input(state: BackendState, db: str, coll: MockCollection) -> Callable[[list[Doc]], list[Doc]]:
@@ -83,13 +83,13 @@ def _fusion_input(state: BackendState, db: str, coll: MockCollection) -> Callabl
     return lambda p: run_pipeline(state, db, coll.name, p, "$rankFusion", copy_docs=False)
 
 
-def _rank_fusion(state: BackendState, db: str, coll: MockCollection, spec: Any, *, limit: int | None = None,
+def _rank_fusion(state: BackendState, db: str, coll: MockCollection, arg: Any, *, limit: int | None = None,
                  **_: Any) -> list[Doc]:  # fmt: skip
-    return rank_fusion(spec, _fusion_input(state, db, coll), limit)
+    return rank_fusion(arg, _fusion_input(state, db, coll), limit)
 
 
-def _score_fusion(state: BackendState, db: str, coll: MockCollection, spec: Any, **_: Any) -> list[Doc]:
-    return score_fusion(spec, _fusion_input(state, db, coll))
+def _score_fusion(state: BackendState, db: str, coll: MockCollection, arg: Any, **_: Any) -> list[Doc]:
+    return score_fusion(arg, _fusion_input(state, db, coll))
 
 
 SOURCE_STAGES: dict[str, Callable[..., list[Doc]]] = {
@@ -271,8 +271,8 @@ def _equality_matches(foreign: MockCollection, doc: Doc, local_field: str, forei
     if foreign_field == "_id" and all(not isinstance(v, (dict, list)) and v is not None for v in values):
         found = (store.get(store_key(v)) for v in dict.fromkeys(values))
         return [copy.deepcopy(d) for d in found if d is not None]
-    spec = mm_helpers.patch_datetime_awareness_in_document({foreign_field: {"$in": values}})
-    return [copy.deepcopy(d) for d in store.values() if filter_applies(spec, d)]
+    query = mm_helpers.patch_datetime_awareness_in_document({foreign_field: {"$in": values}})
+    return [copy.deepcopy(d) for d in store.values() if filter_applies(query, d)]
 
 
 def _bind(value: Any, variables: dict[str, Any]) -> Any:

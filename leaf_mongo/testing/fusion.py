@@ -56,12 +56,12 @@ def _check_keys(doc: Mapping[str, Any], allowed: set[str], ctx: str) -> None:
             raise CommandError(f"BSON field '{ctx}.{key}' is an unknown field.", UNKNOWN_FIELD)
 
 
-def _pipelines(stage: str, spec: Any, input_keys: set[str]) -> dict[str, list[dict[str, Any]]]:
-    if not isinstance(spec, Mapping):
+def _pipelines(stage: str, arg: Any, input_keys: set[str]) -> dict[str, list[dict[str, Any]]]:
+    if not isinstance(arg, Mapping):
         raise failed_to_parse(f"{stage} must take a nested object")
-    if "input" not in spec:
+    if "input" not in arg:
         raise CommandError(f"BSON field '{stage}.input' is missing but a required field", MISSING_REQUIRED_FIELD)
-    inp = spec["input"]
+    inp = arg["input"]
     if not isinstance(inp, Mapping):
         raise failed_to_parse(f"{stage}.input must be an object")
     _check_keys(inp, input_keys, f"{stage}.input")
@@ -92,8 +92,8 @@ def _pipelines(stage: str, spec: Any, input_keys: set[str]) -> dict[str, list[di
     return out
 
 
-def _weights(stage: str, spec: Mapping[str, Any], names: list[str], extra: set[str]) -> tuple[dict[str, float], Any]:
-    combination = spec.get("combination", {})
+def _weights(stage: str, arg: Mapping[str, Any], names: list[str], extra: set[str]) -> tuple[dict[str, float], Any]:
+    combination = arg.get("combination", {})
     if not isinstance(combination, Mapping):
         raise failed_to_parse(f"{stage}.combination must be an object")
     _check_keys(combination, {"weights", *extra}, f"{stage}.combination")
@@ -113,8 +113,8 @@ def _weights(stage: str, spec: Mapping[str, Any], names: list[str], extra: set[s
     return weights, combination
 
 
-def _score_details_flag(stage: str, spec: Mapping[str, Any]) -> bool:
-    flag = spec.get("scoreDetails", False)
+def _score_details_flag(stage: str, arg: Mapping[str, Any]) -> bool:
+    flag = arg.get("scoreDetails", False)
     if not isinstance(flag, bool):
         raise CommandError(f"BSON field '{stage}.scoreDetails' is the wrong type, expected type 'bool'", TYPE_MISMATCH)
     return flag
@@ -143,15 +143,15 @@ def _clean(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: copy_doc(v) for k, v in doc.items() if k not in HIDDEN_FIELDS}
 
 
-def rank_fusion(spec: Any, run: RunPipeline, limit: int | None = None) -> list[dict[str, Any]]:
+def rank_fusion(arg: Any, run: RunPipeline, limit: int | None = None) -> list[dict[str, Any]]:
     """Documents of ``$rankFusion``, best first, with the score and details in the hidden meta fields.
 
     ``limit`` (a ``$limit`` right after the stage) only saves building documents that would be dropped.
     """
-    _check_keys(spec if isinstance(spec, Mapping) else {}, {"input", "combination", "scoreDetails"}, "$rankFusion")
-    pipelines = _pipelines("$rankFusion", spec, {"pipelines"})
-    weights, _ = _weights("$rankFusion", spec, list(pipelines), set())
-    details = _score_details_flag("$rankFusion", spec)
+    _check_keys(arg if isinstance(arg, Mapping) else {}, {"input", "combination", "scoreDetails"}, "$rankFusion")
+    pipelines = _pipelines("$rankFusion", arg, {"pipelines"})
+    weights, _ = _weights("$rankFusion", arg, list(pipelines), set())
+    details = _score_details_flag("$rankFusion", arg)
     for name, pipeline in pipelines.items():
         first = next(iter(pipeline[0]))
         if first not in RANKED_FIRST_STAGES and not any("$sort" in s for s in pipeline):
@@ -210,20 +210,20 @@ def _normalized(scores: list[float], method: str) -> list[float]:
     return [1.0 if hi == lo else (s - lo) / (hi - lo) for s in scores]
 
 
-def score_fusion(spec: Any, run: RunPipeline) -> list[dict[str, Any]]:
+def score_fusion(arg: Any, run: RunPipeline) -> list[dict[str, Any]]:
     """Documents of ``$scoreFusion`` (combination ``avg`` or ``expression``), best first."""
-    _check_keys(spec if isinstance(spec, Mapping) else {}, {"input", "combination", "scoreDetails"}, "$scoreFusion")
-    pipelines = _pipelines("$scoreFusion", spec, {"pipelines", "normalization"})
-    normalization = spec["input"].get("normalization")
+    _check_keys(arg if isinstance(arg, Mapping) else {}, {"input", "combination", "scoreDetails"}, "$scoreFusion")
+    pipelines = _pipelines("$scoreFusion", arg, {"pipelines", "normalization"})
+    normalization = arg["input"].get("normalization")
     if normalization is None:
         raise CommandError(
             "BSON field '$scoreFusion.input.normalization' is missing but a required field", MISSING_REQUIRED_FIELD
         )
     if normalization not in NORMALIZATIONS:
         raise failed_to_parse(f"$scoreFusion.input.normalization must be one of [{', '.join(NORMALIZATIONS)}]")
-    weights, combination = _weights("$scoreFusion", spec, list(pipelines), {"method", "expression"})
+    weights, combination = _weights("$scoreFusion", arg, list(pipelines), {"method", "expression"})
     expression = _combination_expression(combination)
-    details = _score_details_flag("$scoreFusion", spec)
+    details = _score_details_flag("$scoreFusion", arg)
     for name, pipeline in pipelines.items():
         if next(iter(pipeline[0])) not in SCORED_FIRST_STAGES:
             raise failed_to_parse(
