@@ -7,9 +7,13 @@ turns every failure into a server-shaped error reply. Where each behaviour lives
 * :mod:`~leaf_mongo.testing.state`: shared state, cursors, vector bookkeeping;
 * :mod:`~leaf_mongo.testing.commands`: handshake, writes, reads, catalog
   (collections, databases, indexes), search-index commands, aggregate;
-* :mod:`~leaf_mongo.testing.pipeline`: the aggregation stages the emulator runs
+* :mod:`~leaf_mongo.testing.aggregation`: the aggregation stages the emulator runs
   itself (stage name -> handler) and the rewrites for mongomock;
-* :mod:`~leaf_mongo.testing.vector_search`: the ``$vectorSearch`` engine.
+* :mod:`~leaf_mongo.testing.vector_search`: the ``$vectorSearch`` engine;
+* :mod:`~leaf_mongo.testing.search_stage`: the ``$search`` stage (its operators and index beside it);
+* :mod:`~leaf_mongo.testing.fusion`: ``$rankFusion`` and ``$scoreFusion``.
+
+The folder's README has the whole module map.
 """
 
 from __future__ import annotations
@@ -26,8 +30,16 @@ from leaf_mongo.testing.commands.handshake import HandshakeCommands
 from leaf_mongo.testing.commands.reads import ReadCommands
 from leaf_mongo.testing.commands.search_indexes import SearchIndexCommands
 from leaf_mongo.testing.commands.writes import WriteCommands
-from leaf_mongo.testing.errors import CommandError
-from leaf_mongo.testing.state import _dup_msg
+from leaf_mongo.testing.errors import (
+    BAD_VALUE,
+    COMMAND_NOT_FOUND,
+    DUPLICATE_KEY,
+    INTERNAL_ERROR,
+    NOT_A_RETRYABLE_WRITE_COMMAND,
+    CommandError,
+    not_implemented,
+)
+from leaf_mongo.testing.state import SERVER_VERSION, _dup_msg
 
 RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify"})
 MAX_RETRY_REPLIES = 10_000
@@ -37,7 +49,7 @@ Handler = Callable[[str, dict[str, Any], int], dict[str, Any]]
 class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, SearchIndexCommands, AggregateCommands):
     """All emulator state and the command handlers (see module docstring)."""
 
-    def __init__(self, index_build_delay: float = 0.0, server_version: str = "8.2.0") -> None:
+    def __init__(self, index_build_delay: float = 0.0, server_version: str = SERVER_VERSION) -> None:
         super().__init__(index_build_delay, server_version)
         self._retry_replies: dict[tuple[str, int, str], dict[str, Any]] = {}
         self._handlers: dict[str, Handler] = {
@@ -100,10 +112,10 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
         try:
             name = next(iter(cmd))
         except StopIteration:
-            return CommandError("no command name", 59).to_reply()
+            return CommandError("no command name", COMMAND_NOT_FOUND).to_reply()
         handler = self._handlers.get(name.lower())
         if handler is None:
-            return CommandError(f"no such command: '{name}'", 59).to_reply()
+            return CommandError(f"no such command: '{name}'", COMMAND_NOT_FOUND).to_reply()
         try:
             if "txnNumber" in cmd:
                 return self._retryable_write(name, cmd, lambda: self._reply(handler, db, cmd, connection_id))
@@ -117,13 +129,13 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
         except CommandError as exc:
             return exc.to_reply()
         except mongomock.DuplicateKeyError as exc:
-            return CommandError(_dup_msg(exc), 11000).to_reply()
+            return CommandError(_dup_msg(exc), DUPLICATE_KEY).to_reply()
         except mongomock.OperationFailure as exc:
-            return CommandError(str(exc), exc.code or 2).to_reply()
+            return CommandError(str(exc), exc.code or BAD_VALUE).to_reply()
         except NotImplementedError as exc:
-            return CommandError(f"not supported by the leaf-mongo emulator: {exc}", 238).to_reply()
+            return not_implemented(f"not supported by the leaf-mongo emulator: {exc}").to_reply()
         except Exception as exc:  # noqa: BLE001 - any bug must still become a reply
-            return CommandError(f"{type(exc).__name__}: {exc}", 1).to_reply()
+            return CommandError(f"{type(exc).__name__}: {exc}", INTERNAL_ERROR).to_reply()
         reply.setdefault("ok", 1.0)
         return reply
 
@@ -133,9 +145,12 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
         Multi-document transactions stay out of scope and are refused as such.
         """
         if "autocommit" in cmd or "startTransaction" in cmd:
-            raise CommandError("transactions are not supported by the leaf-mongo emulator (emulator limitation)", 238)
+            raise not_implemented("transactions are not supported by the leaf-mongo emulator (emulator limitation)")
         if name.lower() not in RETRYABLE_WRITES:
-            raise CommandError(f"txnNumber may only be provided for retryable write commands, not {name}", 50768)
+            raise CommandError(
+                f"txnNumber may only be provided for retryable write commands, not {name}",
+                NOT_A_RETRYABLE_WRITE_COMMAND,
+            )
         lsid = cmd.get("lsid") or {}
         key = (repr(lsid.get("id")), int(cmd["txnNumber"]), name.lower())
         done = self._retry_replies.get(key)

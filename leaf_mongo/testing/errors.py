@@ -4,47 +4,87 @@ Every failure inside a command handler is turned into a command error reply
 (``{ok: 0, errmsg, code, codeName}``) because a Python exception escaping the
 connection thread would simply drop the socket, which drivers report as a
 network error (and retry) instead of the real server's ``OperationFailure``.
+
+Codes are named here once: the ones with a name in ``mongo/base/error_codes.yml``
+by that name, and the server's assertion-location codes (``LocationNNNNN``) by
+what they reject.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-# Subset of mongo/base/error_codes.yml that the emulator emits.
+# mongo/base/error_codes.yml (the subset the emulator sends)
+INTERNAL_ERROR = 1
+BAD_VALUE = 2
+UNKNOWN_ERROR = 8
+FAILED_TO_PARSE = 9
+TYPE_MISMATCH = 14
+ILLEGAL_OPERATION = 20
+NAMESPACE_NOT_FOUND = 26
+INDEX_NOT_FOUND = 27
+CONFLICTING_UPDATE_OPERATORS = 40
+CURSOR_NOT_FOUND = 43
+NAMESPACE_EXISTS = 48
+COMMAND_NOT_FOUND = 59
+CANNOT_CREATE_INDEX = 67
+INDEX_ALREADY_EXISTS = 68
+INVALID_OPTIONS = 72
+INVALID_NAMESPACE = 73
+INDEX_OPTIONS_CONFLICT = 85
+INDEX_KEY_SPECS_CONFLICT = 86
+COMMAND_NOT_SUPPORTED = 115
+COMMAND_FAILED = 125
+COMMAND_NOT_SUPPORTED_ON_VIEW = 166
+NOT_IMPLEMENTED = 238
+DUPLICATE_KEY = 11000
+NOT_A_RETRYABLE_WRITE_COMMAND = 50768
+
+# Assertion locations (codeName ``Location<code>``), named by what they reject.
+LOOKUP_NOT_A_DOCUMENT = 40319  # "the $lookup stage specification must be an object"
+STAGE_NOT_ONE_FIELD = 40323  # "A pipeline stage specification object must contain exactly one field."
+UNRECOGNIZED_STAGE = 40324  # "Unrecognized pipeline stage name"
+UNION_WITH_NOT_A_DOCUMENT = 40413  # "the $unionWith stage specification must be an object or string"
+MISSING_REQUIRED_FIELD = 40414  # IDL: "BSON field '...' is missing but a required field"
+UNKNOWN_FIELD = 40415  # IDL: "BSON field '...' is an unknown field."
+NOT_ALLOWED_IN_FACET = 40600  # "<stage> is not allowed to be used within a $facet stage"
+NOT_FIRST_STAGE = 40602  # "<stage> is only valid as the first stage in a pipeline"
+NOT_ALLOWED_IN_LOOKUP = 51047  # "<stage> is not allowed to be used within a $lookup stage"
+LEGACY_OP_QUERY = 5739101  # legacy OP_QUERY outside the handshake
+
 CODE_NAMES: dict[int, str] = {
-    1: "InternalError",
-    2: "BadValue",
-    8: "UnknownError",
-    9: "FailedToParse",
-    11000: "DuplicateKey",
-    14: "TypeMismatch",
-    20: "IllegalOperation",
-    26: "NamespaceNotFound",
-    27: "IndexNotFound",
-    40: "ConflictingUpdateOperators",
-    40414: "Location40414",
-    40415: "Location40415",
-    40324: "Location40324",
-    40602: "Location40602",
-    43: "CursorNotFound",
-    48: "NamespaceExists",
-    59: "CommandNotFound",
-    68: "IndexAlreadyExists",
-    73: "InvalidNamespace",
-    85: "IndexOptionsConflict",
-    86: "IndexKeySpecsConflict",
-    115: "CommandNotSupported",
-    125: "CommandFailed",
-    166: "CommandNotSupportedOnView",
-    238: "NotImplemented",
-    50768: "NotARetryableWriteCommand",
+    INTERNAL_ERROR: "InternalError",
+    BAD_VALUE: "BadValue",
+    UNKNOWN_ERROR: "UnknownError",
+    FAILED_TO_PARSE: "FailedToParse",
+    DUPLICATE_KEY: "DuplicateKey",
+    TYPE_MISMATCH: "TypeMismatch",
+    ILLEGAL_OPERATION: "IllegalOperation",
+    NAMESPACE_NOT_FOUND: "NamespaceNotFound",
+    INDEX_NOT_FOUND: "IndexNotFound",
+    CONFLICTING_UPDATE_OPERATORS: "ConflictingUpdateOperators",
+    CURSOR_NOT_FOUND: "CursorNotFound",
+    NAMESPACE_EXISTS: "NamespaceExists",
+    COMMAND_NOT_FOUND: "CommandNotFound",
+    CANNOT_CREATE_INDEX: "CannotCreateIndex",
+    INDEX_ALREADY_EXISTS: "IndexAlreadyExists",
+    INVALID_OPTIONS: "InvalidOptions",
+    INVALID_NAMESPACE: "InvalidNamespace",
+    INDEX_OPTIONS_CONFLICT: "IndexOptionsConflict",
+    INDEX_KEY_SPECS_CONFLICT: "IndexKeySpecsConflict",
+    COMMAND_NOT_SUPPORTED: "CommandNotSupported",
+    COMMAND_FAILED: "CommandFailed",
+    COMMAND_NOT_SUPPORTED_ON_VIEW: "CommandNotSupportedOnView",
+    NOT_IMPLEMENTED: "NotImplemented",
+    NOT_A_RETRYABLE_WRITE_COMMAND: "NotARetryableWriteCommand",
 }
 
 
 class CommandError(Exception):
     """A command failure that becomes ``{ok: 0, errmsg, code, codeName}``."""
 
-    def __init__(self, errmsg: str, code: int = 8, code_name: str | None = None) -> None:
+    def __init__(self, errmsg: str, code: int = UNKNOWN_ERROR, code_name: str | None = None) -> None:
         super().__init__(errmsg)
         self.errmsg = errmsg
         self.code = code
@@ -56,5 +96,28 @@ class CommandError(Exception):
 
 
 def bad_value(msg: str) -> CommandError:
-    """Shorthand for the most common validation failure (BadValue, code 2)."""
-    return CommandError(msg, 2)
+    """BadValue (2): an argument of the right type with a value the server refuses."""
+    return CommandError(msg, BAD_VALUE)
+
+
+def failed_to_parse(msg: str) -> CommandError:
+    """FailedToParse (9): a malformed command argument, such as an index definition mongot's parser rejects."""
+    return CommandError(msg, FAILED_TO_PARSE)
+
+
+def unknown_error(msg: str) -> CommandError:
+    """UnknownError (8): how mongot's query errors reach the client through mongod."""
+    return CommandError(msg, UNKNOWN_ERROR)
+
+
+def not_implemented(msg: str) -> CommandError:
+    """NotImplemented (238): what the emulator refuses rather than silently ignores (its limitations)."""
+    return CommandError(msg, NOT_IMPLEMENTED)
+
+
+def reject_unknown_fields(doc: Mapping[str, Any], allowed: set[str], ctx: str) -> None:
+    """FailedToParse for fields an index definition (or a part of it, ``ctx``) does not take, as mongot words it."""
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        where = f'"{ctx}"' if ctx else "index definition"
+        raise failed_to_parse(f"{where} has unrecognized field(s): {', '.join(repr(u) for u in unknown)}")

@@ -1,4 +1,5 @@
-"""``$search`` for the emulator: a tantivy index per ``search`` index, scored as Lucene BM25 is.
+"""The full-text index behind the emulator's ``$search``: one tantivy index per ``search`` index, scored as
+Lucene BM25 is.
 
 mongot indexes every mapped string path as its own Lucene field with BM25 (k1 = 1.2, b = 0.75,
 ``LuceneSimilarity.java``) and the ``lucene.standard`` analyzer (UAX#29 words, lowercased). The same
@@ -7,18 +8,19 @@ tokenizer close to UAX#29 plus a lowercase filter, tantivy's BM25 (also k1 = 1.2
 drops BM25's constant ``(k1 + 1)`` factor, tantivy keeps it, so text scores are divided by 2.2 to land
 on mongot's scale.
 
-The operators themselves live in :mod:`leaf_mongo.testing.search_operators`.
+This module only indexes. The ``$search`` stage is :mod:`leaf_mongo.testing.search_stage`, and the
+operators that query an index are :mod:`leaf_mongo.testing.search_operators` and the modules it names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import tantivy
 
-from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.docs import values_at
 
 LUCENE_BM25_SCALE = 1.0 / 2.2  # tantivy BM25 keeps (k1 + 1) = 2.2; Lucene's BM25Similarity does not
 # UAX#29 approximation: letters/digits/underscore joined by an inner apostrophe or period, numbers by , or .
@@ -31,28 +33,9 @@ ANALYZERS = (
     "lucene.keyword",
     "lucene.english",
 )
-SEARCH_KEYS = frozenset(
-    {"index", "scoreDetails", "concurrent", "returnStoredSource", "count", "tracking", "highlight", "sort"}
-)
-OPERATORS = frozenset({"text", "phrase", "wildcard", "compound", "equals", "in", "range", "exists"})
-UNSUPPORTED_OPERATORS = frozenset(
-    {"autocomplete", "embeddedDocument", "geoShape", "geoWithin", "knnBeta", "moreLikeThis", "near",
-     "queryString", "regex", "span", "hasAncestor", "hasRoot", "vectorSearch"}
-)  # fmt: skip
-
-
-def copy_doc(value: Any) -> Any:
-    """A copy of a stored document deep enough for pipeline stages to modify (dicts and lists are new;
-    scalars, BSON binaries and ObjectIds are immutable and shared): ~10x faster than ``copy.deepcopy``."""
-    if isinstance(value, dict):
-        return {k: copy_doc(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [copy_doc(v) for v in value]
-    return value
-
-
-def _err(msg: str) -> CommandError:
-    return CommandError(msg, 8)  # mongot query errors reach the client as code 8 (UnknownError)
+# tantivy's smallest writer arena per indexing thread (MEMORY_BUDGET_NUM_BYTES_MIN); one thread is plenty here.
+WRITER_HEAP_BYTES = 15_000_000
+DOC_ID_FIELD = "__id"  # the u64 field that maps a tantivy hit back to its document
 
 
 def analyzer(name: str) -> tantivy.TextAnalyzer:
@@ -80,9 +63,6 @@ def analyzer(name: str) -> tantivy.TextAnalyzer:
     if name == "lucene.keyword":
         return build(tantivy.Tokenizer.raw()).build()
     raise ValueError(name)
-
-
-# ---------------------------------------------------------------------------------------------- mapping
 
 
 @dataclass(frozen=True)
@@ -149,48 +129,28 @@ def _leaves(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
         yield prefix, value
 
 
-def values_at(doc: Mapping[str, Any], path: str) -> list[Any]:
-    """Every scalar at a dotted path, looking through arrays (as mongot does)."""
-    current: list[Any] = [doc]
-    for part in path.split("."):
-        nxt: list[Any] = []
-        for item in current:
-            items = item if isinstance(item, list) else [item]
-            for it in items:
-                if isinstance(it, Mapping) and part in it:
-                    nxt.append(it[part])
-        current = nxt
-    out: list[Any] = []
-    for v in current:
-        out.extend(v if isinstance(v, list) else [v])
-    return out
-
-
 def _dynamic_paths(plan: FieldPlan, doc: Mapping[str, Any]) -> dict[str, str]:
     """String paths a dynamic mapping picks up in ``doc`` (explicit mappings win)."""
     out: dict[str, str] = {}
     for root in plan.dynamic_roots:
-        base: Any = doc
-        if root:
-            vals = values_at(doc, root.rstrip("."))
-            base = {}
-            for v in vals:
-                if isinstance(v, Mapping):
-                    for p, leaf in _leaves(v, root.rstrip(".")):
-                        if isinstance(leaf, str) and p not in plan.strings and p != "_id":
-                            out[p] = plan.default_analyzer
-            continue
-        for p, leaf in _leaves(base, ""):
+        if root:  # a document-typed path with dynamic: true maps what its sub-documents hold
+            prefix = root.rstrip(".")
+            subdocs = [v for v in values_at(doc, prefix) if isinstance(v, Mapping)]
+            leaves = [leaf for v in subdocs for leaf in _leaves(v, prefix)]
+        else:
+            leaves = list(_leaves(doc, ""))
+        for p, leaf in leaves:
             if isinstance(leaf, str) and p not in plan.strings and p != "_id":
                 out[p] = plan.default_analyzer
     return out
 
 
-# ---------------------------------------------------------------------------------------------- index
-
-
 class FullTextIndex:
-    """One tantivy index over a collection for one ``search`` definition, kept current by upsert/remove."""
+    """One tantivy index over a collection for one ``search`` definition, kept current by upsert/remove.
+
+    A dynamic mapping picks up string paths as documents bring them, but a tantivy schema is fixed once
+    built; so an index that meets a new path stops serving (:meth:`serves`) and its owner builds a new one.
+    """
 
     def __init__(self, definition: Mapping[str, Any], docs: Mapping[Any, Mapping[str, Any]]) -> None:
         self.definition = definition
@@ -204,26 +164,22 @@ class FullTextIndex:
             for doc in docs.values():
                 for p, a in _dynamic_paths(self.plan, doc).items():
                     self.string_paths.setdefault(p, (a, self.plan.default_search_analyzer))
-        self.stale = False
-        self._build()
+        self._new_dynamic_path = False
+        self._field_names = {path: f"s{i}" for i, path in enumerate(sorted(self.string_paths))}
+        self.schema = _schema(self._field_names, self.string_paths)
+        self.index = tantivy.Index(self.schema)
+        for name in ANALYZERS:
+            self.index.register_tokenizer(name, analyzer(name))
+        self._writer = self.index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
+        self._analyzers: dict[str, tantivy.TextAnalyzer] = {}
         for key, doc in docs.items():
             self._add(key, doc)
         self._dirty = True
 
-    def _build(self) -> None:
-        builder = tantivy.SchemaBuilder()
-        builder.add_unsigned_field("__id", stored=False, indexed=True, fast=True)
-        self._field_names: dict[str, str] = {}
-        for i, (path, (index_analyzer, _)) in enumerate(sorted(self.string_paths.items())):
-            name = f"s{i}"
-            self._field_names[path] = name
-            builder.add_text_field(name, tokenizer_name=index_analyzer, index_option="position")
-        self.schema = builder.build()
-        self.index = tantivy.Index(self.schema)
-        for name in ANALYZERS:
-            self.index.register_tokenizer(name, analyzer(name))
-        self._writer = self.index.writer(heap_size=15_000_000, num_threads=1)
-        self._analyzers: dict[str, tantivy.TextAnalyzer] = {}
+    def serves(self, definition: Mapping[str, Any] | None) -> bool:
+        """Whether this index answers for ``definition``: the same definition, and no string path has
+        appeared since it was built (a dynamic mapping's new path needs a new tantivy field: rebuild)."""
+        return not self._new_dynamic_path and self.definition == definition
 
     # -- writes
 
@@ -234,7 +190,7 @@ class FullTextIndex:
             if strs:
                 fields[name] = strs
         if self.plan.dynamic and any(p not in self.string_paths for p in _dynamic_paths(self.plan, doc)):
-            self.stale = True  # a new string path: the owner rebuilds (new Lucene field)
+            self._new_dynamic_path = True
         doc_id = self._ids.get(key)
         if doc_id is None:
             doc_id = self._next_id
@@ -242,7 +198,7 @@ class FullTextIndex:
             self._ids[key] = doc_id
             self._keys[doc_id] = key
         tdoc = tantivy.Document()
-        tdoc.add_unsigned("__id", doc_id)
+        tdoc.add_unsigned(DOC_ID_FIELD, doc_id)
         for name, strs in fields.items():
             for s in strs:
                 tdoc.add_text(name, s)
@@ -258,43 +214,41 @@ class FullTextIndex:
         if doc_id is None:
             return
         # by query: the term variant does not match a u64 value given as a Python int (tantivy-py 0.27)
-        self._writer.delete_documents_by_query(tantivy.Query.term_query(self.schema, "__id", doc_id))
+        self._writer.delete_documents_by_query(tantivy.Query.term_query(self.schema, DOC_ID_FIELD, doc_id))
         if forget:
             del self._ids[key]
             del self._keys[doc_id]
         self._dirty = True
 
-    def _searcher(self) -> tantivy.Searcher:
+    # -- reads
+
+    def searcher(self) -> tantivy.Searcher:
+        """A searcher over every write so far (pending writes are committed first)."""
         if self._dirty:
             self._writer.commit()
             self.index.reload()
             self._dirty = False
         return self.index.searcher()
 
-    # -- queries
-
-    def search(
-        self, operator: Mapping[str, Any], score_details: bool, limit: int | None = None
-    ) -> list[tuple[Any, float, dict[str, Any] | None]]:
-        """(store key, score, score details) of every matching document, best first.
-
-        ``limit`` (the ``$limit`` right after ``$search``) lets a top-level ``text``/``phrase`` collect only
-        its best hits from tantivy; compound queries need every match of their clauses.
-        """
-        from leaf_mongo.testing.search_operators import Context
-
-        searcher = self._searcher()
-        ctx = Context(self, searcher, score_details, limit if next(iter(operator)) in ("text", "phrase") else None)
-        matches = ctx.evaluate(operator)
-        ranked = sorted(matches.items(), key=lambda kv: -kv[1][0])
-        return [(self._keys[i], score, details) for i, (score, details) in ranked if i in self._keys]
+    def field_name(self, path: str) -> str:
+        """The tantivy field that holds the string path ``path`` (which must be in ``string_paths``)."""
+        return self._field_names[path]
 
     def analyze(self, path: str, text: str) -> list[str]:
+        """``text`` as the search analyzer of ``path`` tokenizes it."""
         name = self.string_paths[path][1]
         a = self._analyzers.get(name)
         if a is None:
             a = self._analyzers[name] = analyzer(name)
         return list(a.analyze(text))
+
+    def is_indexed(self, doc_id: int) -> bool:
+        """Whether ``doc_id`` still stands for a document (it is forgotten once the document is removed)."""
+        return doc_id in self._keys
+
+    def key_for(self, doc_id: int) -> Any:
+        """The store key of an indexed document."""
+        return self._keys[doc_id]
 
     def doc_for(self, doc_id: int) -> Mapping[str, Any] | None:
         key = self._keys.get(doc_id)
@@ -304,55 +258,10 @@ class FullTextIndex:
         return self._keys.keys()
 
 
-# ---------------------------------------------------------------------------------------------- $search
-
-
-def run_search(
-    spec: Any,
-    index_for: Callable[[str, Any, str], FullTextIndex | None],
-    db: str,
-    coll: Any,
-    limit: int | None = None,
-    copy_docs: bool = True,
-) -> list[dict[str, Any]]:
-    """The documents of a ``$search`` stage, best first, with their score (and details) in hidden fields."""
-    from leaf_mongo.testing.fusion import SCORE_FIELD, SEARCH_DETAILS_FIELD, SEARCH_SCORE_FIELD
-
-    if not isinstance(spec, Mapping):
-        raise CommandError("$search must take a nested object", 9)
-    operators = [k for k in spec if k not in SEARCH_KEYS]
-    if len(operators) != 1:
-        raise _err(
-            '"$search" must contain exactly one operator'
-            + (f", got {', '.join(operators)}" if operators else "")
-            + f" (operators: {', '.join(sorted(OPERATORS))})"
-        )
-    for key in ("highlight", "sort", "tracking"):
-        if key in spec:
-            raise CommandError(f'"$search.{key}" is not supported by the leaf-mongo emulator', 238)
-    if spec.get("returnStoredSource"):
-        raise CommandError('"$search.returnStoredSource" is not supported by the leaf-mongo emulator', 238)
-    name = spec.get("index", "default")
-    if not isinstance(name, str):
-        raise _err('"$search.index" must be a string')
-    details = spec.get("scoreDetails", False)
-    if not isinstance(details, bool):
-        raise _err('"$search.scoreDetails" must be a boolean')
-    op = operators[0]
-    store = index_for(db, coll, name)
-    if store is None:
-        return []  # mongot answers a query on a missing index with no results
-    hits = store.search({op: spec[op]}, details, limit)
-    docs = coll._store._documents
-    out = []
-    for key, score, expl in hits[:limit] if limit else hits:
-        stored = docs.get(key)
-        if stored is None:
-            continue
-        doc = copy_doc(stored) if copy_docs else dict(stored)
-        doc[SEARCH_SCORE_FIELD] = score
-        doc[SCORE_FIELD] = score
-        if details:
-            doc[SEARCH_DETAILS_FIELD] = expl
-        out.append(doc)
-    return out
+def _schema(field_names: Mapping[str, str], string_paths: Mapping[str, tuple[str, str]]) -> tantivy.Schema:
+    """The tantivy schema: the document id, then one positional text field per string path."""
+    builder = tantivy.SchemaBuilder()
+    builder.add_unsigned_field(DOC_ID_FIELD, stored=False, indexed=True, fast=True)
+    for path, name in field_names.items():
+        builder.add_text_field(name, tokenizer_name=string_paths[path][0], index_option="position")
+    return builder.build()

@@ -27,22 +27,18 @@ import mongomock
 from bson import ObjectId, encode
 from mongomock import aggregate as mongomock_aggregate
 
-from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.docs import copy_doc
+from leaf_mongo.testing.errors import (
+    MISSING_REQUIRED_FIELD,
+    STAGE_NOT_ONE_FIELD,
+    TYPE_MISMATCH,
+    UNKNOWN_FIELD,
+    CommandError,
+    failed_to_parse,
+)
+from leaf_mongo.testing.meta import HIDDEN_FIELDS, SCORE_DETAILS_FIELD, SCORE_FIELD, SEARCH_DETAILS_FIELD
 
 RANK_CONSTANT = 60  # "reciprocal rank fusion ... 1 / (60 + rank)"
-VECTOR_SCORE_FIELD = "__leaf_emulator_vector_search_score"
-SEARCH_SCORE_FIELD = "__leaf_emulator_search_score"
-SEARCH_DETAILS_FIELD = "__leaf_emulator_search_score_details"
-SCORE_FIELD = "__leaf_emulator_score"
-SCORE_DETAILS_FIELD = "__leaf_emulator_score_details"
-META_FIELDS = {
-    "vectorSearchScore": VECTOR_SCORE_FIELD,
-    "searchScore": SEARCH_SCORE_FIELD,
-    "searchScoreDetails": SEARCH_DETAILS_FIELD,
-    "score": SCORE_FIELD,
-    "scoreDetails": SCORE_DETAILS_FIELD,
-}
-HIDDEN_FIELDS = tuple(META_FIELDS.values())
 SCORED_FIRST_STAGES = ("$search", "$vectorSearch", "$rankFusion", "$scoreFusion")
 RANKED_FIRST_STAGES = (*SCORED_FIRST_STAGES, "$geoNear")
 SELECTION_STAGES = frozenset(
@@ -54,43 +50,41 @@ NORMALIZATIONS = ("none", "sigmoid", "minMaxScaler")
 RunPipeline = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 
-def _bad(msg: str) -> CommandError:
-    return CommandError(msg, 9)
-
-
 def _check_keys(doc: Mapping[str, Any], allowed: set[str], ctx: str) -> None:
     for key in doc:
         if key not in allowed:
-            raise CommandError(f"BSON field '{ctx}.{key}' is an unknown field.", 40415)
+            raise CommandError(f"BSON field '{ctx}.{key}' is an unknown field.", UNKNOWN_FIELD)
 
 
-def _pipelines(stage: str, spec: Any, input_keys: set[str]) -> dict[str, list[dict[str, Any]]]:
-    if not isinstance(spec, Mapping):
-        raise _bad(f"{stage} must take a nested object")
-    if "input" not in spec:
-        raise CommandError(f"BSON field '{stage}.input' is missing but a required field", 40414)
-    inp = spec["input"]
+def _pipelines(stage: str, arg: Any, input_keys: set[str]) -> dict[str, list[dict[str, Any]]]:
+    if not isinstance(arg, Mapping):
+        raise failed_to_parse(f"{stage} must take a nested object")
+    if "input" not in arg:
+        raise CommandError(f"BSON field '{stage}.input' is missing but a required field", MISSING_REQUIRED_FIELD)
+    inp = arg["input"]
     if not isinstance(inp, Mapping):
-        raise _bad(f"{stage}.input must be an object")
+        raise failed_to_parse(f"{stage}.input must be an object")
     _check_keys(inp, input_keys, f"{stage}.input")
     pipelines = inp.get("pipelines")
     if not isinstance(pipelines, Mapping) or not pipelines:
-        raise _bad(f"{stage} input must have at least one pipeline in input.pipelines")
+        raise failed_to_parse(f"{stage} input must have at least one pipeline in input.pipelines")
     out: dict[str, list[dict[str, Any]]] = {}
     for name, pipeline in pipelines.items():
         if not isinstance(name, str) or not name or name.startswith("$") or "." in name or "\0" in name:
-            raise _bad(
+            raise failed_to_parse(
                 f"{stage} pipeline names must be non-empty strings, must not start with '$' and must not "
                 f"contain '.', got {name!r}"
             )
         if not isinstance(pipeline, list) or not pipeline:
-            raise _bad(f"{stage} input pipeline {name!r} must be a non-empty array of stages")
+            raise failed_to_parse(f"{stage} input pipeline {name!r} must be a non-empty array of stages")
         for s in pipeline:
             if not isinstance(s, Mapping) or len(s) != 1:
-                raise CommandError("A pipeline stage specification object must contain exactly one field.", 40323)
+                raise CommandError(
+                    "A pipeline stage specification object must contain exactly one field.", STAGE_NOT_ONE_FIELD
+                )
             stage_name = next(iter(s))
             if stage_name not in SELECTION_STAGES:
-                raise _bad(
+                raise failed_to_parse(
                     f"{stage} input pipeline {name!r} has stage {stage_name}, which is not allowed: input "
                     "pipelines may only retrieve and order documents, not modify them"
                 )
@@ -98,31 +92,31 @@ def _pipelines(stage: str, spec: Any, input_keys: set[str]) -> dict[str, list[di
     return out
 
 
-def _weights(stage: str, spec: Mapping[str, Any], names: list[str], extra: set[str]) -> tuple[dict[str, float], Any]:
-    combination = spec.get("combination", {})
+def _weights(stage: str, arg: Mapping[str, Any], names: list[str], extra: set[str]) -> tuple[dict[str, float], Any]:
+    combination = arg.get("combination", {})
     if not isinstance(combination, Mapping):
-        raise _bad(f"{stage}.combination must be an object")
+        raise failed_to_parse(f"{stage}.combination must be an object")
     _check_keys(combination, {"weights", *extra}, f"{stage}.combination")
     raw = combination.get("weights", {})
     if not isinstance(raw, Mapping):
-        raise _bad(f"{stage}.combination.weights must be an object")
+        raise failed_to_parse(f"{stage}.combination.weights must be an object")
     weights = dict.fromkeys(names, 1.0)
     for name, value in raw.items():
         if name not in weights:
-            raise _bad(
+            raise failed_to_parse(
                 f"{stage}.combination.weights has a weight for {name!r}, which is not an input pipeline "
                 f"(pipelines: {', '.join(names)})"
             )
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise _bad(f"{stage} weight for pipeline {name!r} must be a non-negative number, got {value!r}")
+            raise failed_to_parse(f"{stage} weight for pipeline {name!r} must be a non-negative number, got {value!r}")
         weights[name] = float(value)
     return weights, combination
 
 
-def _score_details_flag(stage: str, spec: Mapping[str, Any]) -> bool:
-    flag = spec.get("scoreDetails", False)
+def _score_details_flag(stage: str, arg: Mapping[str, Any]) -> bool:
+    flag = arg.get("scoreDetails", False)
     if not isinstance(flag, bool):
-        raise CommandError(f"BSON field '{stage}.scoreDetails' is the wrong type, expected type 'bool'", 14)
+        raise CommandError(f"BSON field '{stage}.scoreDetails' is the wrong type, expected type 'bool'", TYPE_MISMATCH)
     return flag
 
 
@@ -146,24 +140,22 @@ def _id_key(value: Any) -> Any:
 
 def _clean(doc: dict[str, Any]) -> dict[str, Any]:
     """The output copy of a document (input pipelines hand over stored documents uncopied)."""
-    from leaf_mongo.testing.fulltext import copy_doc
-
     return {k: copy_doc(v) for k, v in doc.items() if k not in HIDDEN_FIELDS}
 
 
-def rank_fusion(spec: Any, run: RunPipeline, limit: int | None = None) -> list[dict[str, Any]]:
+def rank_fusion(arg: Any, run: RunPipeline, limit: int | None = None) -> list[dict[str, Any]]:
     """Documents of ``$rankFusion``, best first, with the score and details in the hidden meta fields.
 
     ``limit`` (a ``$limit`` right after the stage) only saves building documents that would be dropped.
     """
-    _check_keys(spec if isinstance(spec, Mapping) else {}, {"input", "combination", "scoreDetails"}, "$rankFusion")
-    pipelines = _pipelines("$rankFusion", spec, {"pipelines"})
-    weights, _ = _weights("$rankFusion", spec, list(pipelines), set())
-    details = _score_details_flag("$rankFusion", spec)
+    _check_keys(arg if isinstance(arg, Mapping) else {}, {"input", "combination", "scoreDetails"}, "$rankFusion")
+    pipelines = _pipelines("$rankFusion", arg, {"pipelines"})
+    weights, _ = _weights("$rankFusion", arg, list(pipelines), set())
+    details = _score_details_flag("$rankFusion", arg)
     for name, pipeline in pipelines.items():
         first = next(iter(pipeline[0]))
         if first not in RANKED_FIRST_STAGES and not any("$sort" in s for s in pipeline):
-            raise _bad(
+            raise failed_to_parse(
                 f"$rankFusion input pipeline {name!r} must be ranked: begin with $search, $vectorSearch or "
                 "$geoNear, or contain a $sort stage"
             )
@@ -218,31 +210,23 @@ def _normalized(scores: list[float], method: str) -> list[float]:
     return [1.0 if hi == lo else (s - lo) / (hi - lo) for s in scores]
 
 
-def score_fusion(spec: Any, run: RunPipeline) -> list[dict[str, Any]]:
-    """Documents of ``$scoreFusion`` (combination ``avg``), best first."""
-    _check_keys(spec if isinstance(spec, Mapping) else {}, {"input", "combination", "scoreDetails"}, "$scoreFusion")
-    pipelines = _pipelines("$scoreFusion", spec, {"pipelines", "normalization"})
-    normalization = spec["input"].get("normalization")
+def score_fusion(arg: Any, run: RunPipeline) -> list[dict[str, Any]]:
+    """Documents of ``$scoreFusion`` (combination ``avg`` or ``expression``), best first."""
+    _check_keys(arg if isinstance(arg, Mapping) else {}, {"input", "combination", "scoreDetails"}, "$scoreFusion")
+    pipelines = _pipelines("$scoreFusion", arg, {"pipelines", "normalization"})
+    normalization = arg["input"].get("normalization")
     if normalization is None:
-        raise CommandError("BSON field '$scoreFusion.input.normalization' is missing but a required field", 40414)
+        raise CommandError(
+            "BSON field '$scoreFusion.input.normalization' is missing but a required field", MISSING_REQUIRED_FIELD
+        )
     if normalization not in NORMALIZATIONS:
-        raise _bad(f"$scoreFusion.input.normalization must be one of [{', '.join(NORMALIZATIONS)}]")
-    weights, combination = _weights("$scoreFusion", spec, list(pipelines), {"method", "expression"})
-    method = combination.get("method", "avg")
-    if method not in ("avg", "expression"):
-        raise _bad("$scoreFusion.combination.method must be one of [avg, expression]")
-    expression = combination.get("expression")
-    if method == "expression":
-        if expression is None:
-            raise _bad("$scoreFusion.combination.expression is required when combination.method is 'expression'")
-        if "weights" in combination:
-            raise _bad("$scoreFusion.combination: weights and expression are mutually exclusive")
-    elif expression is not None:
-        raise _bad("$scoreFusion.combination.expression is only used when combination.method is 'expression'")
-    details = _score_details_flag("$scoreFusion", spec)
+        raise failed_to_parse(f"$scoreFusion.input.normalization must be one of [{', '.join(NORMALIZATIONS)}]")
+    weights, combination = _weights("$scoreFusion", arg, list(pipelines), {"method", "expression"})
+    expression = _combination_expression(combination)
+    details = _score_details_flag("$scoreFusion", arg)
     for name, pipeline in pipelines.items():
         if next(iter(pipeline[0])) not in SCORED_FIRST_STAGES:
-            raise _bad(
+            raise failed_to_parse(
                 f"$scoreFusion input pipeline {name!r} must be scored: begin with $search or $vectorSearch "
                 "(or add a $score stage, which the leaf-mongo emulator does not support)"
             )
@@ -296,13 +280,33 @@ def score_fusion(spec: Any, run: RunPipeline) -> list[dict[str, Any]]:
     return out
 
 
+def _combination_expression(combination: Mapping[str, Any]) -> Any:
+    """``combination.expression`` of ``$scoreFusion`` (None for ``method: "avg"``, the default)."""
+    method = combination.get("method", "avg")
+    if method not in ("avg", "expression"):
+        raise failed_to_parse("$scoreFusion.combination.method must be one of [avg, expression]")
+    expression = combination.get("expression")
+    if method == "expression":
+        if expression is None:
+            raise failed_to_parse(
+                "$scoreFusion.combination.expression is required when combination.method is 'expression'"
+            )
+        if "weights" in combination:
+            raise failed_to_parse("$scoreFusion.combination: weights and expression are mutually exclusive")
+    elif expression is not None:
+        raise failed_to_parse(
+            "$scoreFusion.combination.expression is only used when combination.method is 'expression'"
+        )
+    return expression
+
+
 def _evaluate(expression: Any, scores: dict[str, float]) -> float:
     """``combination.expression`` with each pipeline's score bound to ``$$<pipeline name>`` (mongomock's
     aggregation-expression evaluator); the result must be a number, as the fused score is."""
     try:
         value = mongomock_aggregate._Parser({}, user_vars=scores).parse(expression)
     except (mongomock.OperationFailure, NotImplementedError, KeyError, TypeError) as exc:
-        raise _bad(f"$scoreFusion.combination.expression could not be evaluated: {exc}") from None
+        raise failed_to_parse(f"$scoreFusion.combination.expression could not be evaluated: {exc}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _bad(f"$scoreFusion.combination.expression must evaluate to a number, got {value!r}")
+        raise failed_to_parse(f"$scoreFusion.combination.expression must evaluate to a number, got {value!r}")
     return float(value)

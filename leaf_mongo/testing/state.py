@@ -19,26 +19,27 @@ from typing import Any
 import bson
 import mongomock
 from bson import Int64
-from mongomock import helpers as mm_helpers
 
-from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.docs import MockCollection, matching_documents, store_key, stored_documents
+from leaf_mongo.testing.errors import (
+    BAD_VALUE,
+    DUPLICATE_KEY,
+    INVALID_NAMESPACE,
+    NOT_IMPLEMENTED,
+    CommandError,
+    unknown_error,
+)
 from leaf_mongo.testing.fulltext import FullTextIndex
 from leaf_mongo.testing.id_lookup import IdIndexedCollection
 from leaf_mongo.testing.search_index import SearchIndex
-from leaf_mongo.testing.vectors import PathVectors
+from leaf_mongo.testing.vector_store import PathVectors
 
+SERVER_VERSION = "8.2.0"  # what buildInfo reports unless the emulator is told to be an older server
 MAX_BSON_SIZE = 16 * 1024 * 1024
 MAX_BATCH_BYTES = MAX_BSON_SIZE - 64 * 1024
 CURSOR_IDLE_SECONDS = 600.0  # like mongod's cursorTimeoutMillis default
 
 Namespace = tuple[str, str]
-# mongomock ships pymongo-shaped stubs that do not describe its internals (_store, _iter_documents).
-MockCollection = Any
-
-
-def store_key(_id: Any) -> Any:
-    """Key mongomock uses for a document in its store (dicts are not hashable)."""
-    return mm_helpers.hashdict(_id) if isinstance(_id, dict) else _id
 
 
 @dataclass
@@ -56,7 +57,7 @@ class BackendState:
     every command is short, so this costs little in tests.
     """
 
-    def __init__(self, index_build_delay: float = 0.0, server_version: str = "8.2.0") -> None:
+    def __init__(self, index_build_delay: float = 0.0, server_version: str = SERVER_VERSION) -> None:
         self.index_build_delay = index_build_delay
         # An older version refuses the stages it lacks ($rankFusion < 8.1, $scoreFusion < 8.2), as it would.
         self.server_version = server_version
@@ -79,7 +80,7 @@ class BackendState:
 
     def _coll(self, db: str, name: Any) -> MockCollection:
         if not isinstance(name, str) or not name:
-            raise CommandError(f"collection name has invalid type {type(name).__name__}", 73)
+            raise CommandError(f"collection name has invalid type {type(name).__name__}", INVALID_NAMESPACE)
         coll = self._client[db][name]
         coll.__class__ = IdIndexedCollection  # O(1) _id lookups (see id_lookup)
         return coll
@@ -94,7 +95,7 @@ class BackendState:
         stores: list[Any] = [*self._vectors.get(ns, {}).values(), *self._fulltext.get(ns, {}).values()]
         if not stores:
             return
-        docs = self._coll(*ns)._store._documents
+        docs = stored_documents(self._coll(*ns))
         for key in keys:
             doc = docs.get(key)
             for store in stores:
@@ -110,10 +111,9 @@ class BackendState:
         """Keys of the documents a write will touch (mongomock picks the first match)."""
         if set(query) == {"_id"} and not isinstance(query["_id"], dict):
             key = store_key(query["_id"])
-            return [key] if key in coll._store._documents else []
-        spec = mm_helpers.patch_datetime_awareness_in_document(query)
+            return [key] if key in stored_documents(coll) else []
         keys: list[Any] = []
-        for doc in coll._iter_documents(spec):
+        for doc in matching_documents(coll, query):
             keys.append(store_key(doc["_id"]))
             if not multi:
                 break
@@ -131,7 +131,7 @@ class BackendState:
                 del stores[path]
         new = [p for p in wanted if p not in stores]
         if new:
-            docs = self._coll(*ns)._store._documents
+            docs = stored_documents(self._coll(*ns))
             for path in new:
                 store = stores[path] = PathVectors(path)
                 for key, doc in docs.items():
@@ -154,12 +154,12 @@ class BackendState:
         if idx is None or idx.type != "search":
             return None
         if not idx.queryable:
-            raise CommandError(f"cannot query search index {name} while in state {idx.internal_state}", 8)
+            raise unknown_error(f"cannot query search index {name} while in state {idx.internal_state}")
         stores = self._fulltext.setdefault((db, coll.name), {})
         store = stores.get(name)
-        if store is None or store.stale or store.definition != idx.active_normalized:
+        if store is None or not store.serves(idx.active_normalized):
             assert idx.active_normalized is not None
-            store = stores[name] = FullTextIndex(idx.active_normalized, coll._store._documents)
+            store = stores[name] = FullTextIndex(idx.active_normalized, stored_documents(coll))
         return store
 
     # ------------------------------------------------------------------ cursors
@@ -186,10 +186,11 @@ class BackendState:
 # ---------------------------------------------------------------------- helpers
 
 
-def _is_int(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+def version_tuple(text: str) -> tuple[int, int, int]:
+    """``"8.0.4"`` -> (8, 0, 4)."""
+    parts = [int(p) for p in text.split("-")[0].split(".")[:3] if p.isdigit()]
+    parts += [0, 0, 0]
+    return parts[0], parts[1], parts[2]
 
 
 def _take(docs: list[dict[str, Any]], start: int, limit: int) -> tuple[list[dict[str, Any]], int]:
@@ -216,9 +217,9 @@ def _write_error(exc: Exception) -> dict[str, Any]:
     if isinstance(exc, CommandError):
         return {"code": exc.code, "errmsg": exc.errmsg}
     if isinstance(exc, mongomock.DuplicateKeyError):
-        return {"code": 11000, "errmsg": _dup_msg(exc)}
+        return {"code": DUPLICATE_KEY, "errmsg": _dup_msg(exc)}
     if isinstance(exc, mongomock.OperationFailure):
-        return {"code": exc.code or 2, "errmsg": str(exc)}
+        return {"code": exc.code or BAD_VALUE, "errmsg": str(exc)}
     if isinstance(exc, NotImplementedError):
-        return {"code": 238, "errmsg": f"not supported by the leaf-mongo emulator: {exc}"}
-    return {"code": 2, "errmsg": f"{type(exc).__name__}: {exc}"}
+        return {"code": NOT_IMPLEMENTED, "errmsg": f"not supported by the leaf-mongo emulator: {exc}"}
+    return {"code": BAD_VALUE, "errmsg": f"{type(exc).__name__}: {exc}"}

@@ -15,45 +15,41 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.errors import failed_to_parse
 
 Trie = dict[str, Any]  # path part -> sub-trie, or True for a stored/excluded leaf
-
-
-def _err(msg: str) -> CommandError:
-    return CommandError(msg, 9)
 
 
 def parse_stored_source(value: Any, index_type: str) -> Any:
     """Validate a ``storedSource`` value; return its normalized form."""
     if isinstance(value, bool):
         if value and index_type == "vectorSearch":
-            raise _err(
+            raise failed_to_parse(
                 "storedSource: true is not supported for vector indexes. Accepted values are include, exclude, "
                 "or false."
             )
         return value
     if not isinstance(value, dict):
-        raise _err('"storedSource" must be a boolean or document')
+        raise failed_to_parse('"storedSource" must be a boolean or document')
     unknown = sorted(set(value) - {"include", "exclude"})
     if unknown:
-        raise _err(f'"storedSource" unrecognized field "{unknown[0]}"')
+        raise failed_to_parse(f'"storedSource" unrecognized field "{unknown[0]}"')
     present = [k for k in ("include", "exclude") if k in value]
     if not present:
-        raise _err('"storedSource" one of ["include", "exclude"] must be present')
+        raise failed_to_parse('"storedSource" one of ["include", "exclude"] must be present')
     if len(present) > 1:
-        raise _err('"storedSource" only one of ["include", "exclude"] may be present')
+        raise failed_to_parse('"storedSource" only one of ["include", "exclude"] may be present')
     mode = present[0]
     paths = value[mode]
     if not isinstance(paths, list) or not paths:
-        raise _err(f'"storedSource.{mode}" must be a non-empty array')
+        raise failed_to_parse(f'"storedSource.{mode}" must be a non-empty array')
     for i, path in enumerate(paths):
         if not isinstance(path, str) or not path.strip():
-            raise _err(f'"storedSource.{mode}[{i}]" must be a non-blank string')
+            raise failed_to_parse(f'"storedSource.{mode}[{i}]" must be a non-blank string')
     leaves = set(paths)
     ancestors = {".".join(p.split(".")[:n]) for p in paths for n in range(1, p.count(".") + 1)}
     if leaves & ancestors:
-        raise _err('"storedSource" path collision is not allowed')
+        raise failed_to_parse('"storedSource" path collision is not allowed')
     return {mode: sorted(leaves)}
 
 

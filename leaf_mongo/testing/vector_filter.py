@@ -20,7 +20,7 @@ from typing import Any
 import bson
 from bson.binary import Binary
 
-from leaf_mongo.testing.errors import CommandError, bad_value
+from leaf_mongo.testing.errors import bad_value, unknown_error
 
 CLAUSE_OPERATORS = ("$and", "$or", "$nor")
 FIELD_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$lt", "$gte", "$lte", "$in", "$nin", "$exists", "$not"})
@@ -112,7 +112,7 @@ def _check_paths(flt: dict[str, Any], filter_paths: set[str]) -> None:
             for sub in value:
                 _check_paths(sub, filter_paths)
         elif key not in filter_paths:
-            raise CommandError(f"Path '{key}' needs to be indexed as {_filter_type(value)}", 8)
+            raise unknown_error(f"Path '{key}' needs to be indexed as {_filter_type(value)}")
 
 
 def _filter_type(value: Any) -> str:

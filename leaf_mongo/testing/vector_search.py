@@ -1,25 +1,41 @@
 """The ``$vectorSearch`` engine: argument validation as mongot does it, pre-filter checks, exact top-k.
 
-Scores come from :mod:`leaf_mongo.testing.vectors` (per-path numpy matrices);
+Scores come from :mod:`leaf_mongo.testing.vector_store` (per-path numpy matrices);
 the pre-filter is checked against the index's ``filter`` paths and operators
 (reference §4) and then evaluated with mongomock's matcher.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from mongomock import helpers as mm_helpers
 from mongomock.filtering import filter_applies
 
-from leaf_mongo.testing.errors import CommandError, bad_value
-from leaf_mongo.testing.fulltext import copy_doc
-from leaf_mongo.testing.state import BackendState, MockCollection, _is_int
+from leaf_mongo.testing.docs import MockCollection, copy_doc, is_int, stored_documents
+from leaf_mongo.testing.errors import (
+    TYPE_MISMATCH,
+    CommandError,
+    bad_value,
+    failed_to_parse,
+    not_implemented,
+    unknown_error,
+)
+from leaf_mongo.testing.meta import SCORE_FIELD, VECTOR_SCORE_FIELD
+from leaf_mongo.testing.search_index import SearchIndex
+from leaf_mongo.testing.state import BackendState
 from leaf_mongo.testing.stored_source import stored_document, stores_anything
 from leaf_mongo.testing.vector_filter import check_filter
-from leaf_mongo.testing.vectors import matrix_for, parse_query_vector, score_matrix, top_k
+from leaf_mongo.testing.vector_store import (
+    ParsedVector,
+    VectorField,
+    matrix_for,
+    parse_query_vector,
+    score_matrix,
+    top_k,
+)
 
-SCORE_FIELD = "__leaf_emulator_vector_search_score"
 # Fields mongot knows but the emulator does not implement: refused rather than silently ignored.
 # Any other unknown field is ignored, as mongot parses with unknown fields allowed
 # (server/command/search/VectorSearchCommand.java: allowUnknownFields(true)).
@@ -31,93 +47,120 @@ UNSUPPORTED_KEYS = {
 }
 
 
+@dataclass(frozen=True)
+class VectorQuery:
+    """A ``$vectorSearch`` argument once it has passed mongot's checks."""
+
+    index: str
+    path: str
+    limit: int
+    vector: ParsedVector
+    filter: dict[str, Any] | None
+    return_stored_source: bool
+
+
 def vector_search(
-    state: BackendState, db: str, coll: MockCollection, spec: Any, copy_docs: bool = True
+    state: BackendState, db: str, coll: MockCollection, arg: Any, copy_docs: bool = True
 ) -> list[dict[str, Any]]:
-    """Documents for a ``$vectorSearch`` stage, best first, each carrying its score in ``SCORE_FIELD``."""
-    if not isinstance(spec, dict):
-        raise CommandError("$vectorSearch must take a nested object", 9)
+    """Documents for a ``$vectorSearch`` stage, best first, each carrying its score in the hidden meta fields."""
+    q = parse_stage(arg)
+    idx = state._search_indexes.get((db, coll.name), {}).get(q.index)
+    if idx is None or idx.type != "vectorSearch":
+        return []  # "the index does not exist, respond with empty information" (mongot)
+    vfield, stored = _check_against_index(q, idx)
+    matrix = matrix_for(vfield, state._vectors.get((db, coll.name), {}).get(q.path), q.vector)
+    if matrix is None or matrix.used == 0:
+        return []
+    scores = score_matrix(vfield, matrix, q.vector)
+    docs = stored_documents(coll)
+    allowed = None
+    if q.filter:
+        spec_f = mm_helpers.patch_datetime_awareness_in_document(q.filter)
+        allowed = {key for key, doc in docs.items() if filter_applies(spec_f, doc)}
+    out: list[dict[str, Any]] = []
+    for key, score in top_k(scores, matrix.keys, q.limit, allowed):
+        if q.return_stored_source:
+            doc = stored_document(docs[key], stored)
+        elif copy_docs:
+            doc = copy_doc(docs[key])
+        else:
+            doc = dict(docs[key])
+        doc[VECTOR_SCORE_FIELD] = score
+        doc[SCORE_FIELD] = score  # {$meta: "score"} reads any search stage's score
+        out.append(doc)
+    return out
+
+
+def parse_stage(arg: Any) -> VectorQuery:
+    """Check a ``$vectorSearch`` argument on its own, as mongot does before it looks at the index."""
+    if not isinstance(arg, dict):
+        raise failed_to_parse("$vectorSearch must take a nested object")
     for key, what in UNSUPPORTED_KEYS.items():
-        if key in spec:
-            raise CommandError(f"{what} is not supported by the leaf-mongo emulator (emulator limitation)", 238)
+        if key in arg:
+            raise not_implemented(f"{what} is not supported by the leaf-mongo emulator (emulator limitation)")
     for key in ("index", "path", "queryVector", "limit"):
-        if key not in spec:
-            raise CommandError(f'"$vectorSearch.{key}" is required', 9)
-    index_name, path = spec["index"], spec["path"]
+        if key not in arg:
+            raise failed_to_parse(f'"$vectorSearch.{key}" is required')
+    index_name, path = arg["index"], arg["path"]
     if not isinstance(index_name, str):
-        raise CommandError('"$vectorSearch.index" must be a string', 14)
+        raise CommandError('"$vectorSearch.index" must be a string', TYPE_MISMATCH)
     if not index_name:
         raise bad_value('"index" cannot be empty')  # VectorSearchQuery.java: stringField().mustNotBeEmpty()
     if not isinstance(path, str):
-        raise CommandError('"$vectorSearch.path" must be a string', 14)
-    limit = spec["limit"]
-    if not _is_int(limit) or int(limit) < 1:
+        raise CommandError('"$vectorSearch.path" must be a string', TYPE_MISMATCH)
+    limit = arg["limit"]
+    if not is_int(limit) or int(limit) < 1:
         raise bad_value(f'"$vectorSearch.limit" must be a positive integer, got {limit!r}')
     limit = int(limit)
-    exact = spec.get("exact", False)
+    exact = arg.get("exact", False)
     if not isinstance(exact, bool):
-        raise CommandError('"$vectorSearch.exact" must be a boolean', 14)
+        raise CommandError('"$vectorSearch.exact" must be a boolean', TYPE_MISMATCH)
     if exact:
-        if "numCandidates" in spec:
+        if "numCandidates" in arg:
             raise bad_value('"numCandidates" must be omitted when "exact" is set to true')
     else:
-        if "numCandidates" not in spec:
-            raise bad_value("numCandidates is required for approximate vector search")
-        nc = spec["numCandidates"]
-        if not _is_int(nc) or not 1 <= int(nc) <= 10_000:
-            raise bad_value(f'"$vectorSearch.numCandidates" must be within bounds [1, 10000], got {nc!r}')
-        if limit > int(nc):
-            raise bad_value("limit should be less than or equal to numCandidates")
-    query = parse_query_vector(spec["queryVector"])
-    flt = spec.get("filter")
+        _check_num_candidates(arg, limit)
+    vector = parse_query_vector(arg["queryVector"])
+    flt = arg.get("filter")
     if flt is not None and not isinstance(flt, dict):
-        raise CommandError('"$vectorSearch.filter" must be a document', 14)
-    return_stored = spec.get("returnStoredSource", False)
+        raise CommandError('"$vectorSearch.filter" must be a document', TYPE_MISMATCH)
+    return_stored = arg.get("returnStoredSource", False)
     if not isinstance(return_stored, bool):
-        raise CommandError('"returnStoredSource" must be a boolean', 14)
+        raise CommandError('"returnStoredSource" must be a boolean', TYPE_MISMATCH)
+    return VectorQuery(index_name, path, limit, vector, flt, return_stored)
 
-    idx = state._search_indexes.get((db, coll.name), {}).get(index_name)
-    if idx is None or idx.type != "vectorSearch":
-        return []  # "the index does not exist, respond with empty information" (mongot)
+
+def _check_num_candidates(arg: dict[str, Any], limit: int) -> None:
+    if "numCandidates" not in arg:
+        raise bad_value("numCandidates is required for approximate vector search")
+    nc = arg["numCandidates"]
+    if not is_int(nc) or not 1 <= int(nc) <= 10_000:
+        raise bad_value(f'"$vectorSearch.numCandidates" must be within bounds [1, 10000], got {nc!r}')
+    if limit > int(nc):
+        raise bad_value("limit should be less than or equal to numCandidates")
+
+
+def _check_against_index(q: VectorQuery, idx: SearchIndex) -> tuple[VectorField, Any]:
+    """The vector field ``q`` searches and the index's ``storedSource``, or mongot's error for the pair."""
     if not idx.queryable:
-        raise CommandError(f"cannot query vector index {index_name} while in state {idx.internal_state}", 8)
-    vfield = idx.vector_fields().get(path)
+        raise unknown_error(f"cannot query vector index {q.index} while in state {idx.internal_state}")
+    vfield = idx.vector_fields().get(q.path)
     if vfield is None:
-        raise CommandError(f"{path} is not indexed as vector", 8)
-    if query.kind == "bit" and vfield.similarity != "euclidean":
-        raise CommandError(
+        raise unknown_error(f"{q.path} is not indexed as vector")
+    if q.vector.kind == "bit" and vfield.similarity != "euclidean":
+        raise unknown_error(
             "Binary vectors can only be used with fields indexed with Euclidean similarity but indexed "
-            f"similarity is {vfield.similarity}",
-            8,
+            f"similarity is {vfield.similarity}"
         )
-    if query.dim != vfield.num_dimensions:
-        raise CommandError(
-            f"vector field is indexed with {vfield.num_dimensions} dimensions but queried with {query.dim}", 8
+    if q.vector.dim != vfield.num_dimensions:
+        raise unknown_error(
+            f"vector field is indexed with {vfield.num_dimensions} dimensions but queried with {q.vector.dim}"
         )
-    if vfield.similarity == "cosine" and query.kind != "bit" and not query.values.any():
-        raise CommandError("Cosine similarity cannot be calculated against a zero vector.", 8)
-    if flt:
-        check_filter(flt, idx.filter_paths())
+    if vfield.similarity == "cosine" and q.vector.kind != "bit" and not q.vector.values.any():
+        raise unknown_error("Cosine similarity cannot be calculated against a zero vector.")
+    if q.filter:
+        check_filter(q.filter, idx.filter_paths())
     stored = (idx.active_normalized or {}).get("storedSource", False)
-    if return_stored and not stores_anything(stored):
-        raise CommandError("storedSource is not configured for this index.", 8)
-
-    matrix = matrix_for(vfield, state._vectors.get((db, coll.name), {}).get(path), query)
-    if matrix is None or matrix.used == 0:
-        return []
-    scores = score_matrix(vfield, matrix, query)
-    docs = coll._store._documents
-    allowed = None
-    if flt:
-        spec_f = mm_helpers.patch_datetime_awareness_in_document(flt)
-        allowed = {key for key, doc in docs.items() if filter_applies(spec_f, doc)}
-    out: list[dict[str, Any]] = []
-    for key, score in top_k(scores, matrix.keys, limit, allowed):
-        doc = (
-            stored_document(docs[key], stored)
-            if return_stored
-            else (copy_doc(docs[key]) if copy_docs else dict(docs[key]))
-        )
-        doc[SCORE_FIELD] = score
-        out.append(doc)
-    return out
+    if q.return_stored_source and not stores_anything(stored):
+        raise unknown_error("storedSource is not configured for this index.")
+    return vfield, stored

@@ -4,8 +4,14 @@ mongot builds search indexes asynchronously and follows writes through a change
 stream, so on a real deployment an index is not queryable right after
 ``createSearchIndexes`` and freshly inserted documents are not searchable right
 after the insert (Community also refreshes index status only every few seconds).
-Fixed sleeps are flaky; these helpers poll with a deadline instead and fail
-fast on ``FAILED`` (reference §1.6, §5.1, §7.1).
+Fixed sleeps are flaky; these helpers poll with a deadline instead (reference §1.6,
+§5.1, §7.1; "the reference" is described in this folder's README).
+
+``wait_for_search_index`` follows the same rule as the package's own index waiting
+(``leaf_mongo``'s ``wait_for_search_index``): an index that is not listed yet, or not
+queryable yet, is polled for until the deadline; ``FAILED`` ends the wait at once. Both
+failures raise :class:`leaf_mongo.errors.SearchIndexError` naming the index and its
+last state (``DOES_NOT_EXIST`` when it was never listed).
 """
 
 from __future__ import annotations
@@ -19,18 +25,34 @@ from typing import Any
 from bson.binary import Binary
 from pymongo.errors import OperationFailure
 
-_TERMINAL = ("FAILED", "DOES_NOT_EXIST", "DELETING")
+from leaf_mongo.errors import SearchIndexError
+
+MISSING = "DOES_NOT_EXIST"  # the state reported for an index that is not listed
 
 
-def _index_ready(doc: Mapping[str, Any] | None, require_ready: bool) -> bool:
-    if doc is None:
+def _usable(collection: Any, name: str, entry: Mapping[str, Any] | None, require_ready: bool) -> bool:
+    """Whether the listed index can be used now; SearchIndexError once it has FAILED."""
+    if entry is None:
         return False
-    status = doc.get("status")
-    if status in _TERMINAL:
-        raise RuntimeError(f"search index {doc.get('name')!r} is {status}: {doc.get('statusDetail')}")
-    if require_ready:
-        return status == "READY"
-    return bool(doc.get("queryable")) or status == "READY"
+    status = entry.get("status", "UNKNOWN")
+    if status == "FAILED":
+        detail = entry.get("statusDetail") or entry.get("message") or ""
+        raise SearchIndexError(f"search index {name!r}{_on(collection)} FAILED to build {detail}".rstrip())
+    return status == "READY" or (bool(entry.get("queryable")) and not require_ready)
+
+
+def _timed_out(collection: Any, name: str, entry: Mapping[str, Any] | None, timeout: float) -> SearchIndexError:
+    status = MISSING if entry is None else entry.get("status", "UNKNOWN")
+    return SearchIndexError(f"search index {name!r}{_on(collection)} is still {status} after {timeout:g} s")
+
+
+def _on(collection: Any) -> str:
+    full_name = getattr(collection, "full_name", None)
+    return f" on {full_name}" if isinstance(full_name, str) else ""
+
+
+def _pause(interval: float, deadline: float) -> float:
+    return min(interval, max(0.0, deadline - time.monotonic()))
 
 
 def wait_for_search_index(
@@ -39,18 +61,19 @@ def wait_for_search_index(
     """Block until search index ``name`` is queryable (or READY); return its listing.
 
     Use ``require_ready=True`` after ``update_search_index``: during a rebuild the
-    old version stays queryable while status is BUILDING.
+    old version stays queryable while status is BUILDING. Raises
+    :class:`~leaf_mongo.errors.SearchIndexError` when the index FAILED, or at the
+    deadline (not listed, or not queryable, in ``timeout`` seconds).
     """
     deadline = time.monotonic() + timeout
-    last: dict[str, Any] | None = None
     while True:
-        last = next(iter(collection.list_search_indexes(name)), None)
-        if _index_ready(last, require_ready):
-            assert last is not None
-            return dict(last)
+        entry = next(iter(collection.list_search_indexes(name)), None)
+        if _usable(collection, name, entry, require_ready):
+            assert entry is not None
+            return dict(entry)
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"search index {name!r} not ready after {timeout}s (last: {last})")
-        time.sleep(interval)
+            raise _timed_out(collection, name, entry, timeout)
+        time.sleep(_pause(interval, deadline))
 
 
 async def async_wait_for_search_index(
@@ -63,13 +86,13 @@ async def async_wait_for_search_index(
         if inspect.isawaitable(cursor):  # pymongo async: coroutine; Motor: latent cursor
             cursor = await cursor
         docs = await cursor.to_list(None)
-        last = docs[0] if docs else None
-        if _index_ready(last, require_ready):
-            assert last is not None
-            return dict(last)
+        entry = docs[0] if docs else None
+        if _usable(collection, name, entry, require_ready):
+            assert entry is not None
+            return dict(entry)
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"search index {name!r} not ready after {timeout}s (last: {last})")
-        await asyncio.sleep(interval)
+            raise _timed_out(collection, name, entry, timeout)
+        await asyncio.sleep(_pause(interval, deadline))
 
 
 def _vector_pipeline(

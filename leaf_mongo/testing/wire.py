@@ -26,7 +26,7 @@ from typing import Any
 
 from mockupdb import OPCODES, MockupDB, OpMsg, OpQuery, bind_tcp_socket
 
-from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.errors import INTERNAL_ERROR, LEGACY_OP_QUERY, CommandError
 
 _MORE_TO_COME = 1 << 1
 _HEADER = struct.Struct("<iiii")
@@ -153,12 +153,12 @@ class WireServer(MockupDB):  # type: ignore[misc]
         elif getattr(request, "is_command", False):  # OP_QUERY on <db>.$cmd: initial handshake
             db, no_reply = request.namespace, False
         else:
-            request.replies({"$err": "legacy OP_QUERY is not supported", "code": 5739101})
+            request.replies({"$err": "legacy OP_QUERY is not supported", "code": LEGACY_OP_QUERY})
             return
         try:
             reply = self._handler(db, dict(request.doc), conn_id, local)
         except Exception as exc:  # noqa: BLE001 - never let a bug drop the connection
-            reply = CommandError(f"{type(exc).__name__}: {exc}", 1).to_reply()
+            reply = CommandError(f"{type(exc).__name__}: {exc}", INTERNAL_ERROR).to_reply()
         if no_reply:
             return
         request.replies(reply)

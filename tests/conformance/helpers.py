@@ -3,7 +3,8 @@
 Every conformance test runs against the session emulator by default and against a
 real deployment when ``LEAF_MONGO_TEST_URI`` is set, so nothing may look inside the
 emulator: every wait polls through the driver (mongot indexes asynchronously).
-Sources are cited per test; "REF §n" is /work/shared/reference/mongodb-vector-search.md,
+Sources are cited per test; "REF §n" is a section of the project's technical brief *MongoDB Vector
+Search on Community Edition (mongot) + pymongo + langchain-mongodb* (see leaf_mongo/testing/README.md),
 "MT" is github.com/mongodb/mongot ``src/main/java/com/xgen/mongot/``.
 """
 

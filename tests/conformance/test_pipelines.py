@@ -88,6 +88,22 @@ def test_lookup_array_local_field_matches_elements(database: Database) -> None:
     assert sorted(m["_id"] for m in out[0]["m"]) == ["p1", "p2"]
 
 
+def test_lookup_local_path_looks_through_arrays_of_documents_not_arrays_of_arrays(database: Database) -> None:
+    # Source: mongod src/mongo/db/pipeline/document_path_support.cpp (visitAllValuesAtPath, which $lookup uses
+    # for localField): arrays on the path are searched for sub-documents, but "we do not expand arrays within
+    # arrays ... {a: [[{b: 1}]]} has no values on the path "a.b"". No local value matches a null/missing
+    # foreign field, and every parent has an _id.
+    database.parents.insert_many(PARENTS)
+    database.groups.insert_many([{"_id": 1, "refs": [{"p": "p1"}, {"p": "p2"}]}, {"_id": 2, "refs": [[{"p": "p1"}]]}])
+    out = database.groups.aggregate(
+        [
+            {"$lookup": {"from": "parents", "localField": "refs.p", "foreignField": "_id", "as": "m"}},
+            {"$sort": {"_id": 1}},
+        ]
+    ).to_list()
+    assert [sorted(m["_id"] for m in d["m"]) for d in out] == [["p1", "p2"], []]
+
+
 def test_vector_search_is_refused_inside_lookup(database: Database) -> None:
     # Source: DOC_STAGE ("You can't use $vectorSearch ... in a $lookup sub-pipeline"; REF §4, §9).
     database.parents.insert_many(PARENTS)

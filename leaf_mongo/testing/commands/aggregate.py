@@ -1,13 +1,13 @@
-"""The aggregate and explain commands (pipelines themselves run in :mod:`leaf_mongo.testing.pipeline`)."""
+"""The aggregate and explain commands (pipelines themselves run in :mod:`leaf_mongo.testing.aggregation`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from leaf_mongo.testing.commands.handshake import SERVER_VERSION
-from leaf_mongo.testing.errors import CommandError
-from leaf_mongo.testing.pipeline import run_pipeline, strip_hidden
-from leaf_mongo.testing.state import BackendState
+from leaf_mongo.testing.aggregation import run_pipeline
+from leaf_mongo.testing.errors import bad_value, not_implemented
+from leaf_mongo.testing.meta import strip_hidden
+from leaf_mongo.testing.state import SERVER_VERSION, BackendState
 
 EXPLAIN_VERBOSITIES = ("queryPlanner", "executionStats", "allPlansExecution")
 
@@ -18,7 +18,7 @@ class AggregateCommands(BackendState):
     def _aggregate(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         target = cmd["aggregate"]
         if not isinstance(target, str):
-            raise CommandError("collectionless aggregate is not supported by the leaf-mongo emulator", 238)
+            raise not_implemented("collectionless aggregate is not supported by the leaf-mongo emulator")
         if cmd.get("explain"):
             return self._explain_aggregate(db, cmd, "queryPlanner")
         pipeline = cmd.get("pipeline")
@@ -36,12 +36,12 @@ class AggregateCommands(BackendState):
         inner = cmd["explain"]
         verbosity = cmd.get("verbosity", "allPlansExecution")
         if verbosity not in EXPLAIN_VERBOSITIES:
-            raise CommandError(f"verbosity string must be one of {{{', '.join(EXPLAIN_VERBOSITIES)}}}", 2)
+            raise bad_value(f"verbosity string must be one of {{{', '.join(EXPLAIN_VERBOSITIES)}}}")
         if not isinstance(inner, dict) or not inner:
-            raise CommandError("explain command requires a nested object", 2)
+            raise bad_value("explain command requires a nested object")
         name = next(iter(inner))
         if name != "aggregate":
-            raise CommandError(f"explain of {name} is not supported by the leaf-mongo emulator", 238)
+            raise not_implemented(f"explain of {name} is not supported by the leaf-mongo emulator")
         return self._explain_aggregate(db, inner, verbosity)
 
     def _explain_aggregate(self, db: str, cmd: dict[str, Any], verbosity: str) -> dict[str, Any]:
@@ -52,9 +52,9 @@ class AggregateCommands(BackendState):
         """
         target, pipeline = cmd["aggregate"], cmd.get("pipeline")
         if not isinstance(target, str):
-            raise CommandError("collectionless aggregate is not supported by the leaf-mongo emulator", 238)
+            raise not_implemented("collectionless aggregate is not supported by the leaf-mongo emulator")
         if any(isinstance(s, dict) and ("$out" in s or "$merge" in s) for s in pipeline or []):
-            raise CommandError("explain of $out/$merge is not supported by the leaf-mongo emulator", 238)
+            raise not_implemented("explain of $out/$merge is not supported by the leaf-mongo emulator")
         n_returned = len(run_pipeline(self, db, target, pipeline))
         stages: list[dict[str, Any]] = []
         for stage in pipeline or []:

@@ -7,7 +7,18 @@ from typing import Any
 import mongomock
 from mongomock.filtering import filter_applies
 
-from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.errors import (
+    CANNOT_CREATE_INDEX,
+    DUPLICATE_KEY,
+    INDEX_KEY_SPECS_CONFLICT,
+    INDEX_NOT_FOUND,
+    INDEX_OPTIONS_CONFLICT,
+    INVALID_OPTIONS,
+    NAMESPACE_EXISTS,
+    NAMESPACE_NOT_FOUND,
+    CommandError,
+    not_implemented,
+)
 from leaf_mongo.testing.state import BackendState, _dup_msg
 
 
@@ -15,13 +26,12 @@ class CatalogCommands(BackendState):
     def _create(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         name = cmd["create"]
         if "viewOn" in cmd:
-            raise CommandError(
+            raise not_implemented(
                 "views are not supported by the leaf-mongo emulator (emulator limitation): no viewOn, no "
-                "$vectorSearch or search indexes on views",
-                238,
+                "$vectorSearch or search indexes on views"
             )
         if self._exists(db, name):
-            raise CommandError(f"Collection {db}.{name} already exists.", 48)
+            raise CommandError(f"Collection {db}.{name} already exists.", NAMESPACE_EXISTS)
         self._client[db].create_collection(name)
         return {}
 
@@ -88,7 +98,7 @@ class CatalogCommands(BackendState):
         for spec in cmd.get("indexes") or []:
             key = spec.get("key")
             if not isinstance(key, dict) or not key:
-                raise CommandError("Index keys cannot be empty.", 67)
+                raise CommandError("Index keys cannot be empty.", CANNOT_CREATE_INDEX)
             kwargs = {
                 k: spec[k] for k in ("unique", "sparse", "expireAfterSeconds", "partialFilterExpression") if k in spec
             }
@@ -97,16 +107,16 @@ class CatalogCommands(BackendState):
             try:
                 coll.create_index(list(key.items()), name=spec.get("name"), **kwargs)
             except mongomock.DuplicateKeyError as exc:
-                raise CommandError(f"Index build failed: {_dup_msg(exc)}", 11000) from exc
+                raise CommandError(f"Index build failed: {_dup_msg(exc)}", DUPLICATE_KEY) from exc
             except mongomock.OperationFailure as exc:
-                raise CommandError(str(exc), 85) from exc
+                raise CommandError(str(exc), INDEX_OPTIONS_CONFLICT) from exc
         after = len(list(coll.list_indexes()))
         return {"createdCollectionAutomatically": created_auto, "numIndexesBefore": before, "numIndexesAfter": after}
 
     def _list_indexes(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         name = cmd["listIndexes"]
         if not self._exists(db, name):
-            raise CommandError(f"ns does not exist: {db}.{name}", 26)
+            raise CommandError(f"ns does not exist: {db}.{name}", NAMESPACE_NOT_FOUND)
         docs = list(self._coll(db, name).list_indexes())
         batch = (cmd.get("cursor") or {}).get("batchSize")
         return self._cursor_reply(f"{db}.{name}", docs, batch)
@@ -114,7 +124,7 @@ class CatalogCommands(BackendState):
     def _drop_indexes(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         name: str = cmd["dropIndexes"] if "dropIndexes" in cmd else cmd["deleteIndexes"]
         if not self._exists(db, name):
-            raise CommandError(f"ns not found {db}.{name}", 26)
+            raise CommandError(f"ns not found {db}.{name}", NAMESPACE_NOT_FOUND)
         coll = self._coll(db, name)
         n_before = len(list(coll.list_indexes()))
         index = cmd.get("index")
@@ -126,14 +136,14 @@ class CatalogCommands(BackendState):
                 if isinstance(ix, dict):
                     matches = [i["name"] for i in coll.list_indexes() if i["key"] == dict(ix)]
                     if not matches:
-                        raise CommandError(f"can't find index with key: {ix}", 27)
+                        raise CommandError(f"can't find index with key: {ix}", INDEX_NOT_FOUND)
                     ix = matches[0]
                 if ix == "_id_":
-                    raise CommandError("cannot drop _id index", 72, "InvalidOptions")
+                    raise CommandError("cannot drop _id index", INVALID_OPTIONS)
                 try:
                     coll.drop_index(ix)
                 except mongomock.OperationFailure as exc:
-                    raise CommandError(f"index not found with name [{ix}]", 27) from exc
+                    raise CommandError(f"index not found with name [{ix}]", INDEX_NOT_FOUND) from exc
         return {"nIndexesWas": n_before}
 
 
@@ -158,14 +168,14 @@ def _existing_index(coll: Any, name: str | None, key: list[tuple[str, Any]], opt
                 "An existing index has the same name as the requested index. When index names are not specified, "
                 f"they are auto generated and can cause conflicts. Requested index: {dict(key)}, existing index: "
                 f"{dict(info['key'])}",
-                86,
+                INDEX_KEY_SPECS_CONFLICT,
             )
         if existing == name:
             raise CommandError(
                 f"An equivalent index already exists with the same name but different options. Requested index: "
                 f"{options}, existing index: { {k: v for k, v in info.items() if k not in ('key', 'v')} }",
-                85,
+                INDEX_OPTIONS_CONFLICT,
             )
         if same_key and same_options and name is not None and existing != "_id_":
-            raise CommandError(f"Index already exists with a different name: {existing}", 85)
+            raise CommandError(f"Index already exists with a different name: {existing}", INDEX_OPTIONS_CONFLICT)
     return False

@@ -20,9 +20,8 @@ from typing import Any
 
 from bson import Int64, ObjectId, Timestamp
 
-from leaf_mongo.testing.state import MAX_BSON_SIZE, BackendState
+from leaf_mongo.testing.state import MAX_BSON_SIZE, SERVER_VERSION, BackendState, version_tuple
 
-SERVER_VERSION = "8.2.0"
 MAX_WIRE_VERSION = 25  # MongoDB 8.2
 MAX_MESSAGE_SIZE = 48_000_000
 REPLICA_SET = "rs0"  # the name docker-compose.yml gives the real deployment
@@ -133,10 +132,3 @@ class HandshakeCommands(BackendState):
             "os": {"type": platform.system(), "name": platform.platform(), "version": platform.release()},
             "extra": {"versionString": platform.version()},
         }
-
-
-def version_tuple(text: str) -> tuple[int, int, int]:
-    """``"8.0.4"`` -> (8, 0, 4)."""
-    parts = [int(p) for p in text.split("-")[0].split(".")[:3] if p.isdigit()]
-    parts += [0, 0, 0]
-    return parts[0], parts[1], parts[2]

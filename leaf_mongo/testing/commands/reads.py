@@ -6,9 +6,9 @@ import time
 from typing import Any
 
 from bson import Int64
-from mongomock import helpers as mm_helpers
 
-from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.docs import matching_documents, stored_documents
+from leaf_mongo.testing.errors import CURSOR_NOT_FOUND, CommandError
 from leaf_mongo.testing.state import BackendState, _take
 
 
@@ -31,7 +31,7 @@ class ReadCommands(BackendState):
         cid = int(cmd["getMore"] if "getMore" in cmd else cmd["getmore"])
         cur = self._cursors.get(cid)
         if cur is None:
-            raise CommandError(f"cursor id {cid} not found", 43)
+            raise CommandError(f"cursor id {cid} not found", CURSOR_NOT_FOUND)
         cur.last_used = time.monotonic()
         batch_size = cmd.get("batchSize")
         batch, cur.pos = _take(cur.docs, cur.pos, int(batch_size) if batch_size else 0)
@@ -53,10 +53,9 @@ class ReadCommands(BackendState):
         coll = self._coll(db, cmd["count"])
         query = cmd.get("query") or {}
         if query:
-            spec = mm_helpers.patch_datetime_awareness_in_document(query)
-            n = sum(1 for _ in coll._iter_documents(spec))
+            n = sum(1 for _ in matching_documents(coll, query))
         else:
-            n = len(coll._store._documents)
+            n = len(stored_documents(coll))
         n = max(0, n - int(cmd.get("skip") or 0))
         if cmd.get("limit"):
             n = min(n, abs(int(cmd["limit"])))

@@ -5,9 +5,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.errors import (
+    INDEX_ALREADY_EXISTS,
+    INDEX_NOT_FOUND,
+    NAMESPACE_NOT_FOUND,
+    CommandError,
+    bad_value,
+    failed_to_parse,
+)
 from leaf_mongo.testing.search_index import SearchIndex, normalize
-from leaf_mongo.testing.state import BackendState, MockCollection
+from leaf_mongo.testing.state import BackendState
 
 
 def search_index_by(state: BackendState, db: str, coll: str, cmd: dict[str, Any]) -> SearchIndex:
@@ -15,7 +22,7 @@ def search_index_by(state: BackendState, db: str, coll: str, cmd: dict[str, Any]
     indexes = state._search_indexes.get((db, coll), {})
     if "name" in cmd and "id" in cmd:
         # UpdateSearchIndexCommandDefinition.java: exactlyOneOf(id, name) (ParsedFieldGroup message).
-        raise CommandError('only one of ["id", "name"] may be present', 9)
+        raise failed_to_parse('only one of ["id", "name"] may be present')
     if "name" in cmd:
         idx = indexes.get(cmd["name"])
         kind, value = "name", cmd["name"]
@@ -23,25 +30,10 @@ def search_index_by(state: BackendState, db: str, coll: str, cmd: dict[str, Any]
         idx = next((i for i in indexes.values() if i.id == str(cmd["id"])), None)
         kind, value = "id", cmd["id"]
     else:
-        raise CommandError("Expected one of index name or ID", 9)
+        raise failed_to_parse("Expected one of index name or ID")
     if idx is None:
-        raise CommandError(f"No index with {kind} {value} exists in namespace {db}.{coll}", 27)
+        raise CommandError(f"No index with {kind} {value} exists in namespace {db}.{coll}", INDEX_NOT_FOUND)
     return idx
-
-
-def list_search_indexes(state: BackendState, db: str, coll: MockCollection, spec: Any) -> list[dict[str, Any]]:
-    """The ``$listSearchIndexes`` stage (first stage only)."""
-    if not isinstance(spec, dict):
-        raise CommandError("$listSearchIndexes requires a document argument", 9)
-    indexes = state._search_indexes.get((db, coll.name), {}).values()
-    out = []
-    for idx in indexes:
-        if "name" in spec and spec["name"] != idx.name:
-            continue
-        if "id" in spec and str(spec["id"]) != idx.id:
-            continue
-        out.append(idx.to_document())
-    return out
 
 
 class SearchIndexCommands(BackendState):
@@ -49,14 +41,14 @@ class SearchIndexCommands(BackendState):
         name = cmd["createSearchIndexes"]
         specs = cmd.get("indexes")
         if not isinstance(specs, list) or not specs:
-            raise CommandError('"indexes" must be a non-empty array', 9)
+            raise failed_to_parse('"indexes" must be a non-empty array')
         parsed = []
         for spec in specs:
             index_name = spec.get("name", "default")
             index_type = spec.get("type", "search")
             definition = spec.get("definition")
             if definition is None:
-                raise CommandError('"definition" is required', 9)
+                raise failed_to_parse('"definition" is required')
             parsed.append((index_name, index_type, definition, normalize(index_type, definition)))
         existing = self._search_indexes.get((db, name), {})
         for index_name, index_type, _, normalized in parsed:
@@ -64,7 +56,7 @@ class SearchIndexCommands(BackendState):
             if old is not None and (old.type != index_type or old.normalized != normalized):
                 raise CommandError(
                     f"Index {index_name} already exists with a different definition. Drop it first if needed.",
-                    68,
+                    INDEX_ALREADY_EXISTS,
                 )
         if not self._exists(db, name):
             self._client[db].create_collection(name)
@@ -88,10 +80,10 @@ class SearchIndexCommands(BackendState):
         idx = search_index_by(self, db, name, cmd)
         definition = cmd.get("definition")
         if definition is None:
-            raise CommandError('"definition" is required', 9)
+            raise failed_to_parse('"definition" is required')
         index_type = cmd.get("type", idx.type)
         if index_type != idx.type:
-            raise CommandError(f"Cannot change the type of index {idx.name} from {idx.type} to {index_type}", 2)
+            raise bad_value(f"Cannot change the type of index {idx.name} from {idx.type} to {index_type}")
         idx.update(definition, normalize(idx.type, definition))
         self._refresh_vector_stores((db, name))
         return {}
@@ -99,7 +91,7 @@ class SearchIndexCommands(BackendState):
     def _drop_search_index(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         name = cmd["dropSearchIndex"]
         if not self._exists(db, name):
-            raise CommandError(f"Collection '{db}.{name}' does not exist.", 26)
+            raise CommandError(f"Collection '{db}.{name}' does not exist.", NAMESPACE_NOT_FOUND)
         idx = search_index_by(self, db, name, cmd)
         del self._search_indexes[(db, name)][idx.name]
         self._refresh_vector_stores((db, name))

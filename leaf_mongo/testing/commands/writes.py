@@ -6,8 +6,9 @@ from typing import Any
 
 from pymongo import ReturnDocument
 
-from leaf_mongo.testing.errors import CommandError
-from leaf_mongo.testing.state import BackendState, _fmt, _write_error, store_key
+from leaf_mongo.testing.docs import store_key, stored_documents
+from leaf_mongo.testing.errors import DUPLICATE_KEY, CommandError, failed_to_parse
+from leaf_mongo.testing.state import BackendState, _fmt, _write_error
 
 
 class WriteCommands(BackendState):
@@ -22,11 +23,11 @@ class WriteCommands(BackendState):
         n = 0
         for i, doc in enumerate(docs):
             try:
-                if "_id" in doc and store_key(doc["_id"]) in coll._store._documents:
+                if "_id" in doc and store_key(doc["_id"]) in stored_documents(coll):
                     raise CommandError(
                         f"E11000 duplicate key error collection: {db}.{coll.name} index: _id_ dup key: "
                         f"{{ _id: {_fmt(doc['_id'])} }}",
-                        11000,
+                        DUPLICATE_KEY,
                     )
                 coll.insert_one(doc)
                 n += 1
@@ -60,7 +61,7 @@ class WriteCommands(BackendState):
                     raise NotImplementedError("arrayFilters")
                 is_replacement = isinstance(u, dict) and not any(k.startswith("$") for k in u)
                 if is_replacement and multi:
-                    raise CommandError("multi update is not supported for replacement-style update", 9)
+                    raise failed_to_parse("multi update is not supported for replacement-style update")
                 keys = self._matching_keys(coll, q, multi) if self._tracked(ns) else []
                 if is_replacement:
                     res = coll.replace_one(q, u, upsert=upsert)

@@ -9,7 +9,8 @@ Two tables map stage names to handlers, and they are the only place to extend:
 
 Every other stage runs in mongomock, after :func:`rewrite_stage` has mapped the
 ones it lacks onto ones it has and resolved ``{$meta: ...}`` through ``META_FIELDS``
-to the hidden fields the source stages set (stripped before documents leave).
+to the hidden fields the source stages set (:mod:`leaf_mongo.testing.meta`; stripped before documents
+leave).
 """
 
 from __future__ import annotations
@@ -22,33 +23,59 @@ from mongomock import helpers as mm_helpers
 from mongomock.aggregate import _parse_expression, process_pipeline
 from mongomock.filtering import filter_applies
 
-from leaf_mongo.testing import fulltext, fusion
-from leaf_mongo.testing.commands.handshake import version_tuple
-from leaf_mongo.testing.commands.search_indexes import list_search_indexes
-from leaf_mongo.testing.errors import CommandError
-from leaf_mongo.testing.state import BackendState, MockCollection, _is_int, store_key
-from leaf_mongo.testing.vector_search import SCORE_FIELD, vector_search
+from leaf_mongo.testing.docs import MockCollection, is_int, matching_documents, store_key, stored_documents, values_at
+from leaf_mongo.testing.errors import (
+    LOOKUP_NOT_A_DOCUMENT,
+    NOT_ALLOWED_IN_FACET,
+    NOT_ALLOWED_IN_LOOKUP,
+    NOT_FIRST_STAGE,
+    STAGE_NOT_ONE_FIELD,
+    TYPE_MISMATCH,
+    UNION_WITH_NOT_A_DOCUMENT,
+    UNKNOWN_FIELD,
+    UNRECOGNIZED_STAGE,
+    CommandError,
+    failed_to_parse,
+    not_implemented,
+)
+from leaf_mongo.testing.fusion import rank_fusion, score_fusion
+from leaf_mongo.testing.meta import META_FIELDS, strip_hidden
+from leaf_mongo.testing.search_stage import run_search
+from leaf_mongo.testing.state import BackendState, version_tuple
+from leaf_mongo.testing.vector_search import vector_search
 
 Doc = dict[str, Any]
 Stage = Callable[[BackendState, str, list[Doc], Any], list[Doc]]
 
 
-def _search_meta(state: BackendState, db: str, coll: MockCollection, spec: Any, **_: Any) -> list[Doc]:
-    raise CommandError("$searchMeta is not supported by the leaf-mongo emulator", 238)
+def _search_meta(state: BackendState, db: str, coll: MockCollection, arg: Any, **_: Any) -> list[Doc]:
+    raise not_implemented("$searchMeta is not supported by the leaf-mongo emulator")
+
+
+def list_search_indexes(state: BackendState, db: str, coll: MockCollection, arg: Any, **_: Any) -> list[Doc]:
+    """The ``$listSearchIndexes`` stage (first stage only)."""
+    if not isinstance(arg, dict):
+        raise failed_to_parse("$listSearchIndexes requires a document argument")
+    indexes = state._search_indexes.get((db, coll.name), {}).values()
+    out = []
+    for idx in indexes:
+        if "name" in arg and arg["name"] != idx.name:
+            continue
+        if "id" in arg and str(arg["id"]) != idx.id:
+            continue
+        out.append(idx.to_document())
+    return out
 
 
 def _vector(
-    state: BackendState, db: str, coll: MockCollection, spec: Any, *, copy_docs: bool = True, **_: Any
+    state: BackendState, db: str, coll: MockCollection, arg: Any, *, copy_docs: bool = True, **_: Any
 ) -> list[Doc]:
-    docs = vector_search(state, db, coll, spec, copy_docs)
-    for d in docs:
-        d[fusion.SCORE_FIELD] = d[SCORE_FIELD]  # {$meta: "score"} reads any search stage's score
-    return docs
+    return vector_search(state, db, coll, arg, copy_docs)
 
 
-def _search(state: BackendState, db: str, coll: MockCollection, spec: Any, *, limit: int | None = None,
+def _search(state: BackendState, db: str, coll: MockCollection, arg: Any, *, limit: int | None = None,
             copy_docs: bool = True) -> list[Doc]:  # fmt: skip
-    return fulltext.run_search(spec, state._text_index, db, coll, limit, copy_docs)
+    return run_search(arg, lambda name: state._text_index(db, coll, name), stored_documents(coll), limit, copy_docs)
 
 
 def _fusion_input(state: BackendState, db: str, coll: MockCollection) -> Callable[[list[Doc]], list[Doc]]:
@@ -56,18 +83,18 @@ def _fusion_input(state: BackendState, db: str, coll: MockCollection) -> Callabl
     return lambda p: run_pipeline(state, db, coll.name, p, "$rankFusion", copy_docs=False)
 
 
-def _rank_fusion(state: BackendState, db: str, coll: MockCollection, spec: Any, *, limit: int | None = None,
+def _rank_fusion(state: BackendState, db: str, coll: MockCollection, arg: Any, *, limit: int | None = None,
                  **_: Any) -> list[Doc]:  # fmt: skip
-    return fusion.rank_fusion(spec, _fusion_input(state, db, coll), limit)
+    return rank_fusion(arg, _fusion_input(state, db, coll), limit)
 
 
-def _score_fusion(state: BackendState, db: str, coll: MockCollection, spec: Any, **_: Any) -> list[Doc]:
-    return fusion.score_fusion(spec, _fusion_input(state, db, coll))
+def _score_fusion(state: BackendState, db: str, coll: MockCollection, arg: Any, **_: Any) -> list[Doc]:
+    return score_fusion(arg, _fusion_input(state, db, coll))
 
 
 SOURCE_STAGES: dict[str, Callable[..., list[Doc]]] = {
     "$vectorSearch": _vector,
-    "$listSearchIndexes": lambda state, db, coll, spec, **_: list_search_indexes(state, db, coll, spec),
+    "$listSearchIndexes": list_search_indexes,
     "$search": _search,
     "$searchMeta": _search_meta,
     "$rankFusion": _rank_fusion,
@@ -82,8 +109,6 @@ NOT_IN_LOOKUP = frozenset({"$vectorSearch", "$listSearchIndexes", "$rankFusion",
 # Not allowed in a $facet sub-pipeline (mongod DocumentSourceFacet: "<name> is not allowed to be used within a
 # $facet stage", code 40600; DOC_STAGE for $vectorSearch, the $search docs for $search / $searchMeta).
 NOT_IN_FACET = frozenset({*NOT_IN_LOOKUP, "$search", "$searchMeta", "$facet", "$out", "$merge", "$unionWith"})
-# {$meta: <name>} -> hidden field the source stage stores the value in.
-META_FIELDS: dict[str, str] = {**fusion.META_FIELDS, "vectorSearchScore": SCORE_FIELD}
 
 
 def run_pipeline(
@@ -95,36 +120,39 @@ def run_pipeline(
     ``copy_docs=False`` (fusion input pipelines, which only select and order) skips copying stored documents.
     """
     if not isinstance(pipeline, list):
-        raise CommandError("'pipeline' option must be specified as an array", 14)
+        raise CommandError("'pipeline' option must be specified as an array", TYPE_MISMATCH)
     for i, stage in enumerate(pipeline):
         if not isinstance(stage, dict) or len(stage) != 1:
-            raise CommandError("A pipeline stage specification object must contain exactly one field.", 40323)
+            raise CommandError(
+                "A pipeline stage specification object must contain exactly one field.", STAGE_NOT_ONE_FIELD
+            )
         name = next(iter(stage))
         if name in MIN_VERSION and version_tuple(state.server_version) < MIN_VERSION[name]:
-            raise CommandError(f"Unrecognized pipeline stage name: '{name}'", 40324)
+            raise CommandError(f"Unrecognized pipeline stage name: '{name}'", UNRECOGNIZED_STAGE)
         if context == "$lookup" and name in NOT_IN_LOOKUP:
-            raise CommandError(f"{name} is not allowed to be used within a $lookup stage", 51047)
+            raise CommandError(f"{name} is not allowed to be used within a $lookup stage", NOT_ALLOWED_IN_LOOKUP)
         if i > 0 and name in FIRST_STAGE_ONLY:
-            raise CommandError(f"{name} is only valid as the first stage in a pipeline", 40602)
+            raise CommandError(f"{name} is only valid as the first stage in a pipeline", NOT_FIRST_STAGE)
         if name == "$facet" and isinstance(stage[name], dict):
             for sub in stage[name].values():
                 for inner in sub if isinstance(sub, list) else []:
                     inner_name = next(iter(inner), None) if isinstance(inner, dict) else None
                     if inner_name in NOT_IN_FACET:
-                        raise CommandError(f"{inner_name} is not allowed to be used within a $facet stage", 40600)
+                        raise CommandError(
+                            f"{inner_name} is not allowed to be used within a $facet stage", NOT_ALLOWED_IN_FACET
+                        )
     coll = state._coll(db, coll_name)
     first = next(iter(pipeline[0])) if pipeline else None
     source = SOURCE_STAGES.get(first) if first is not None else None
     if source is not None:
         ahead = pipeline[1].get("$limit") if len(pipeline) > 1 and isinstance(pipeline[1], dict) else None
-        limit = int(ahead) if ahead is not None and _is_int(ahead) and ahead > 0 else None  # what $limit keeps
+        limit = int(ahead) if ahead is not None and is_int(ahead) and ahead > 0 else None  # what $limit keeps
         docs = source(state, db, coll, pipeline[0][first], limit=limit, copy_docs=copy_docs)
         return run_stages(state, db, docs, pipeline[1:])
     if first == "$match":
-        spec = mm_helpers.patch_datetime_awareness_in_document(pipeline[0]["$match"])
-        docs = [copy.deepcopy(d) for d in coll._iter_documents(spec)]
+        docs = [copy.deepcopy(d) for d in matching_documents(coll, pipeline[0]["$match"])]
         return run_stages(state, db, docs, pipeline[1:])
-    return run_stages(state, db, [copy.deepcopy(d) for d in coll._store._documents.values()], pipeline)
+    return run_stages(state, db, [copy.deepcopy(d) for d in stored_documents(coll).values()], pipeline)
 
 
 def run_stages(state: BackendState, db: str, docs: list[Doc], stages: list[Doc]) -> list[Doc]:
@@ -144,15 +172,6 @@ def run_stages(state: BackendState, db: str, docs: list[Doc], stages: list[Doc])
     return docs
 
 
-def strip_hidden(docs: list[Any]) -> list[Any]:
-    """Remove the hidden meta fields before documents leave the emulator."""
-    for doc in docs:
-        if isinstance(doc, dict):
-            for hidden in META_FIELDS.values():
-                doc.pop(hidden, None)
-    return docs
-
-
 # ---------------------------------------------------------------------- $unionWith
 
 
@@ -167,14 +186,14 @@ def union_with(state: BackendState, db: str, docs: list[Doc], arg: Any) -> list[
     elif isinstance(arg, dict):
         for key in arg:
             if key not in ("coll", "pipeline"):
-                raise CommandError(f"BSON field '$unionWith.{key}' is an unknown field.", 40415)
+                raise CommandError(f"BSON field '$unionWith.{key}' is an unknown field.", UNKNOWN_FIELD)
         if "coll" not in arg:
-            raise CommandError("$unionWith without 'coll' ($documents pipelines) is not supported by the emulator", 238)
+            raise not_implemented("$unionWith without 'coll' ($documents pipelines) is not supported by the emulator")
         coll_name, pipeline = arg["coll"], arg.get("pipeline", [])
     else:
-        raise CommandError("the $unionWith stage specification must be an object or string", 40413)
+        raise CommandError("the $unionWith stage specification must be an object or string", UNION_WITH_NOT_A_DOCUMENT)
     if not isinstance(coll_name, str):
-        raise CommandError("$unionWith 'coll' must be a string", 14)
+        raise CommandError("$unionWith 'coll' must be a string", TYPE_MISMATCH)
     return docs + run_pipeline(state, db, coll_name, pipeline, "$unionWith")
 
 
@@ -191,36 +210,36 @@ def lookup(state: BackendState, db: str, docs: list[Doc], arg: Any) -> list[Doc]
     foreign documents and the pipeline runs on them.
     """
     if not isinstance(arg, dict):
-        raise CommandError("the $lookup stage specification must be an object", 40319)
+        raise CommandError("the $lookup stage specification must be an object", LOOKUP_NOT_A_DOCUMENT)
     for key in arg:
         if key not in _LOOKUP_KEYS:
-            raise CommandError(f"unknown argument to $lookup: {key}", 9)
+            raise failed_to_parse(f"unknown argument to $lookup: {key}")
     has_local, has_foreign = "localField" in arg, "foreignField" in arg
     if has_local != has_foreign:
-        raise CommandError("$lookup requires both or neither of 'localField' and 'foreignField' to be specified", 9)
+        raise failed_to_parse("$lookup requires both or neither of 'localField' and 'foreignField' to be specified")
     if not has_local and "pipeline" not in arg:
-        raise CommandError("$lookup requires either 'pipeline' or both 'localField' and 'foreignField'", 9)
+        raise failed_to_parse("$lookup requires either 'pipeline' or both 'localField' and 'foreignField'")
     if "let" in arg and "pipeline" not in arg:
-        raise CommandError("$lookup with 'let' must also specify 'pipeline'", 9)
+        raise failed_to_parse("$lookup with 'let' must also specify 'pipeline'")
     if "as" not in arg or not isinstance(arg["as"], str):
-        raise CommandError("must specify 'as' field for a $lookup", 9)
+        raise failed_to_parse("must specify 'as' field for a $lookup")
     if not isinstance(arg.get("from"), str):
-        raise CommandError("$lookup 'from' must be a collection name (a string)", 9)
+        raise failed_to_parse("$lookup 'from' must be a collection name (a string)")
     for key in ("localField", "foreignField", "as"):
         if key in arg and (not isinstance(arg[key], str) or arg[key].startswith("$")):
-            raise CommandError(f"$lookup '{key}' must be a field path not starting with '$'", 9)
+            raise failed_to_parse(f"$lookup '{key}' must be a field path not starting with '$'")
     foreign = state._coll(db, arg["from"])
     pipeline = arg.get("pipeline")
     if pipeline is not None:
         _check_sub_pipeline(pipeline)
     let = arg.get("let") or {}
     if not isinstance(let, dict):
-        raise CommandError("$lookup 'let' must be a document", 9)
+        raise failed_to_parse("$lookup 'let' must be a document")
     for doc in docs:
         if has_local:
             matched = _equality_matches(foreign, doc, arg["localField"], arg["foreignField"])
         else:
-            matched = [copy.deepcopy(d) for d in foreign._store._documents.values()]
+            matched = [copy.deepcopy(d) for d in stored_documents(foreign).values()]
         if pipeline:
             variables = {name: _parse_expression(expr, doc, ignore_missing_keys=True) for name, expr in let.items()}
             matched = run_stages(state, db, matched, _bind(pipeline, variables))
@@ -230,41 +249,30 @@ def lookup(state: BackendState, db: str, docs: list[Doc], arg: Any) -> list[Doc]
 
 def _check_sub_pipeline(pipeline: Any) -> None:
     if not isinstance(pipeline, list):
-        raise CommandError("$lookup 'pipeline' must be an array", 14)
+        raise CommandError("$lookup 'pipeline' must be an array", TYPE_MISMATCH)
     for stage in pipeline:
         if not isinstance(stage, dict) or len(stage) != 1:
-            raise CommandError("A pipeline stage specification object must contain exactly one field.", 40323)
+            raise CommandError(
+                "A pipeline stage specification object must contain exactly one field.", STAGE_NOT_ONE_FIELD
+            )
         name = next(iter(stage))
         if name in NOT_IN_LOOKUP:
-            raise CommandError(f"{name} is not allowed to be used within a $lookup stage", 51047)
+            raise CommandError(f"{name} is not allowed to be used within a $lookup stage", NOT_ALLOWED_IN_LOOKUP)
         if name in FIRST_STAGE_ONLY:
-            raise CommandError(f"{name} inside $lookup is not supported by the leaf-mongo emulator", 238)
+            raise not_implemented(f"{name} inside $lookup is not supported by the leaf-mongo emulator")
 
 
 def _equality_matches(foreign: MockCollection, doc: Doc, local_field: str, foreign_field: str) -> list[Doc]:
     """Foreign documents whose ``foreign_field`` equals the local value (or one of its elements)."""
-    values = _values_at(doc, local_field)
+    values = values_at(doc, local_field)
     if not values:
         values = [None]  # a missing local field matches null/missing foreign fields
-    store = foreign._store._documents
+    store = stored_documents(foreign)
     if foreign_field == "_id" and all(not isinstance(v, (dict, list)) and v is not None for v in values):
         found = (store.get(store_key(v)) for v in dict.fromkeys(values))
         return [copy.deepcopy(d) for d in found if d is not None]
-    spec = mm_helpers.patch_datetime_awareness_in_document({foreign_field: {"$in": values}})
-    return [copy.deepcopy(d) for d in store.values() if filter_applies(spec, d)]
-
-
-def _values_at(doc: Any, path: str) -> list[Any]:
-    """Values at a dotted path, descending through arrays; arrays contribute their elements."""
-    head, _, rest = path.partition(".")
-    if isinstance(doc, list):
-        return [v for item in doc for v in _values_at(item, path)]
-    if not isinstance(doc, dict) or head not in doc:
-        return []
-    value = doc[head]
-    if rest:
-        return _values_at(value, rest)
-    return list(value) if isinstance(value, list) else [value]
+    query = mm_helpers.patch_datetime_awareness_in_document({foreign_field: {"$in": values}})
+    return [copy.deepcopy(d) for d in store.values() if filter_applies(query, d)]
 
 
 def _bind(value: Any, variables: dict[str, Any]) -> Any:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from bson.binary import Binary
 
-from leaf_mongo.testing.errors import CommandError
+from leaf_mongo.testing.errors import TYPE_MISMATCH, CommandError, bad_value
 
 Kind = Literal["float", "byte", "bit"]
 
@@ -88,36 +88,32 @@ def parse_query_vector(value: Any) -> ParsedVector:
     """Parse ``queryVector``, raising the server's errors for unusable input."""
     if isinstance(value, Binary):
         if value.subtype != VECTOR_SUBTYPE or len(value) < 2:
-            raise CommandError('"queryVector" must be an array of numbers or a BinData vector (subtype 9)', 2)
+            raise bad_value('"queryVector" must be an array of numbers or a BinData vector (subtype 9)')
         raw = bytes(value)
         dtype, padding = raw[0], raw[1] & 0x07
         if dtype == _DTYPE_PACKED_BIT and padding:
-            raise CommandError(
-                "The dimensions of binary vector should be a multiple of 8 and the padding should be zero.", 2
-            )
+            raise bad_value("The dimensions of binary vector should be a multiple of 8 and the padding should be zero.")
         parsed = parse_vector(value)
         if parsed is None:
-            raise CommandError('"queryVector" is not a valid BinData vector', 2)
+            raise bad_value('"queryVector" is not a valid BinData vector')
         if parsed.kind == "float":
             _check_finite(parsed.values)
         return parsed
     if isinstance(value, list):
         if not value:
-            raise CommandError('"queryVector" must not be empty', 2)
+            raise bad_value('"queryVector" must not be empty')
         if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
-            raise CommandError('"queryVector" must be an array of numbers', 2)
+            raise bad_value('"queryVector" must be an array of numbers')
         arr = np.asarray(value, dtype=np.float64)
         _check_finite(arr)
         return ParsedVector("float", arr.size, arr.astype(np.float32))
-    raise CommandError('"queryVector" must be an array of numbers or a BinData vector', 14)
+    raise CommandError('"queryVector" must be an array of numbers or a BinData vector', TYPE_MISMATCH)
 
 
 def _check_finite(arr: np.ndarray) -> None:
     bad = np.flatnonzero(~np.isfinite(arr))
     if bad.size:
-        raise CommandError(
-            f"'queryVector' contains a non-finite value (Infinity or NaN) at position [{int(bad[0])}]", 2
-        )
+        raise bad_value(f"'queryVector' contains a non-finite value (Infinity or NaN) at position [{int(bad[0])}]")
 
 
 class SlotMatrix:
