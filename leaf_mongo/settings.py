@@ -16,7 +16,7 @@ Similarity = Literal["cosine", "dotProduct", "euclidean"]
 SearchMode = Literal["vector", "fulltext", "hybrid"]
 FulltextAnalyzer = Literal["lucene.standard", "lucene.english", "lucene.simple", "lucene.whitespace"]
 Fusion = Literal["native", "client"]
-Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+Backend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 
 
 class LeafMongoSettings(BaseSettings):
@@ -51,7 +51,10 @@ class LeafMongoSettings(BaseSettings):
     document_prompt: str | None = Field(
         None, description="Prefix for documents; default: the document model's configured prompt, else none"
     )
-    leaf_backend: Backend = Field("torch", description="Query-side inference: torch, onnx(-int8), openvino(-int8)")
+    leaf_backend: Backend = Field(
+        "auto", description="Query-side inference: auto (onnx where ONNX Runtime is installed, else torch), torch, "
+        "onnx(-int8), openvino(-int8)"
+    )
     teacher_backend: Backend = Field("torch", description="Document-side inference (same choices)")
     backend_threads: int | None = Field(None, ge=1, description="Threads for onnx/openvino (default: runtime's)")
     dimensions: int | None = Field(None, ge=1, description="MRL truncation; default: the model's full dimension")

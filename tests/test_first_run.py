@@ -209,3 +209,17 @@ def test_readme_examples_find_what_the_main_job_ingested(
         finally:
             retriever.close()
         assert docs, (query, mode, listed)
+
+
+def test_queries_default_to_onnx_where_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default query backend is the fastest one giving the same vectors: onnx when ONNX Runtime is installed."""
+    from leaf_mongo import LeafRetriever, load_settings
+    from leaf_mongo.models import backends
+    from leaf_mongo.models.encoders import SideEncoder
+
+    monkeypatch.delenv("LEAF_MONGO_LEAF_BACKEND", raising=False)
+    assert load_settings().leaf_backend == "auto" and LeafRetriever().leaf_backend == "auto"
+    assert SideEncoder("m", "query", "auto").backend == "onnx"  # the test extra installs onnxruntime
+    assert SideEncoder("m", "query", "torch").backend == "torch"  # an explicit setting wins
+    monkeypatch.setattr(backends, "AUTO_NEEDS", (*backends.AUTO_NEEDS, "no_such_runtime_package"))
+    assert backends.resolve_backend("auto") == "torch"

@@ -83,7 +83,8 @@ def search_command(
     leaf_backend: str | None = typer.Option(
         None,
         "--leaf-backend",
-        help="Query encoding: torch, onnx, onnx-int8, openvino, openvino-int8 (env LEAF_MONGO_LEAF_BACKEND)",
+        help="Query encoding: auto (onnx if installed, else torch), torch, onnx, onnx-int8, openvino, "
+        "openvino-int8 (env LEAF_MONGO_LEAF_BACKEND)",
     ),
     debug: bool = DebugOpt,
     *,

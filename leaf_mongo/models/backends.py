@@ -14,25 +14,36 @@ openvino), ``tokenizers`` and numpy: a query path that never imports torch or tr
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
 from leaf_mongo.errors import ModelLoadError
 from leaf_mongo.models.layout import Task
 from leaf_mongo.models.loading import applied_prompt, embedding_dimension, load_model
+from leaf_mongo.settings import Backend
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
-BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
+BACKENDS: tuple[str, ...] = tuple(b for b in get_args(Backend) if b != "auto")
+AUTO_NEEDS = ("onnxruntime", "onnx", "tokenizers")
+"""What ``auto`` needs installed to choose ``onnx`` (the ``onnx`` extra)."""
+
+
+def resolve_backend(backend: str) -> str:
+    """``auto`` is ``onnx`` where ONNX Runtime is installed (the same vectors as torch, cosine 1.0, about 2.4x faster
+    at batch 1: benchmarks/README.md), else ``torch``; any other name is itself."""
+    if backend != "auto":
+        return backend
+    return "onnx" if all(importlib.util.find_spec(m) is not None for m in AUTO_NEEDS) else "torch"
 EXPORT_VERSION = 1
 BACKENDS_DIR = Path("~/.cache/leaf-mongo/backends")
 MANIFEST = "leaf_mongo_export.json"

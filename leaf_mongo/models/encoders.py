@@ -19,7 +19,7 @@ import numpy as np
 from bson.binary import Binary
 
 from leaf_mongo.errors import SpecMismatchError
-from leaf_mongo.models.backends import OnnxTextEncoder, ensure_exported
+from leaf_mongo.models.backends import OnnxTextEncoder, ensure_exported, resolve_backend
 from leaf_mongo.models.cache import open_cache
 from leaf_mongo.models.layout import Task
 from leaf_mongo.models.loading import aligned_teacher, applied_prompt, embedding_dimension, load_model
@@ -50,7 +50,8 @@ class SideEncoder:
     def __init__(
         self, model: str, task: Task, backend: str = "torch", device: str | None = None, threads: int | None = None
     ) -> None:
-        self.model_name, self.task, self.backend, self.device, self.threads = model, task, backend, device, threads
+        self.model_name, self.task, self.device, self.threads = model, task, device, threads
+        self.backend = resolve_backend(backend)
         self.pool: Any = None
         """A sentence-transformers multi-process pool for this route (see :mod:`leaf_mongo.ingest.pool`)."""
 

@@ -37,7 +37,7 @@ class LeafEmbeddings(Embeddings):
         query_mode: QueryMode = "asymmetric",
         device: str | None = None,
         batch_size: int = 64,
-        leaf_backend: str = "torch",
+        leaf_backend: str = "auto",
         teacher_backend: str = "torch",
     ) -> None:
         self.spec = spec

@@ -126,8 +126,9 @@ class LeafRetriever(BaseRetriever):
     query_prompt: str | None = None
     """Explicit query prompt; default: the one recorded at ingest (a query model configured with another
     prompt is refused unless this is set)."""
-    leaf_backend: Backend = "torch"
-    """Query-side inference: ``torch``, ``onnx``, ``onnx-int8``, ``openvino`` or ``openvino-int8``."""
+    leaf_backend: Backend = "auto"
+    """Query-side inference: ``auto`` (``onnx`` where ONNX Runtime is installed, else ``torch``), ``torch``,
+    ``onnx``, ``onnx-int8``, ``openvino`` or ``openvino-int8``."""
     backend_threads: int | None = None
     encode_in_thread: bool = True
     """``ainvoke`` encodes the query in a worker thread (loop stays free); False encodes inline (no thread
