@@ -66,3 +66,15 @@ class FilterError(LeafMongoError):
     """A pre-filter that MongoDB would reject (undeclared field or unsupported operator)."""
 
     exit_code = 2
+
+
+class LocalStoreError(LeafMongoError):
+    """The local store (``leaf_mongo.local``) cannot be started, reached or read."""
+
+    exit_code = 3
+
+
+class StoreFormatError(LocalStoreError):
+    """A local store data folder written by a leaf-mongo whose store format this version cannot read."""
+
+    exit_code = 2

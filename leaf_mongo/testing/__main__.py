@@ -11,6 +11,7 @@ import sys
 import threading
 from types import FrameType
 
+from leaf_mongo.errors import LeafMongoError
 from leaf_mongo.testing.emulator import MongoEmulator
 
 
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=27017, help="TCP port (0 = any free port)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1 only)")
     parser.add_argument("--index-delay", type=float, default=1.0, help="seconds a search index takes to become READY")
+    parser.add_argument("--data", default=None, help="data folder: load it, and commit every write there (SQLite)")
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -31,7 +33,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    emulator = MongoEmulator(host=args.host, port=args.port, index_build_delay=args.index_delay)
+    try:
+        emulator = MongoEmulator(
+            host=args.host, port=args.port, index_build_delay=args.index_delay, data_path=args.data
+        )
+    except LeafMongoError as exc:
+        print(f"leaf-mongo emulator: {exc}", file=sys.stderr)
+        return exc.exit_code
     try:
         emulator.start()
     except OSError as exc:

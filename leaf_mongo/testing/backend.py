@@ -19,6 +19,8 @@ The folder's README has the whole module map.
 from __future__ import annotations
 
 import copy
+import datetime as dt
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +32,8 @@ from leaf_mongo.testing.commands.handshake import HandshakeCommands
 from leaf_mongo.testing.commands.reads import ReadCommands
 from leaf_mongo.testing.commands.search_indexes import SearchIndexCommands
 from leaf_mongo.testing.commands.writes import WriteCommands
+from leaf_mongo.testing.docs import store_key, stored_documents
+from leaf_mongo.testing.durable import DurableStore, StoredCollection
 from leaf_mongo.testing.errors import (
     BAD_VALUE,
     COMMAND_NOT_FOUND,
@@ -39,9 +43,14 @@ from leaf_mongo.testing.errors import (
     CommandError,
     not_implemented,
 )
+from leaf_mongo.testing.search_index import SearchIndex, normalize
 from leaf_mongo.testing.state import SERVER_VERSION, _dup_msg
 
 RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify"})
+# Commands that read no data: answered at once, never behind a long command (a driver's heartbeat is a hello, and
+# pymongo cancels the operations of a server whose heartbeat times out).
+LOCK_FREE = frozenset({"hello", "ismaster", "ping", "buildinfo", "hostinfo", "serverstatus", "getparameter",
+                       "connectionstatus", "whatsmyuri", "endsessions", "killallsessions"})  # fmt: skip
 MAX_RETRY_REPLIES = 10_000
 Handler = Callable[[str, dict[str, Any], int], dict[str, Any]]
 
@@ -49,7 +58,9 @@ Handler = Callable[[str, dict[str, Any], int], dict[str, Any]]
 class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, SearchIndexCommands, AggregateCommands):
     """All emulator state and the command handlers (see module docstring)."""
 
-    def __init__(self, index_build_delay: float = 0.0, server_version: str = SERVER_VERSION) -> None:
+    def __init__(
+        self, index_build_delay: float = 0.0, server_version: str = SERVER_VERSION, storage: DurableStore | None = None
+    ) -> None:
         super().__init__(index_build_delay, server_version)
         self._retry_replies: dict[tuple[str, int, str], dict[str, Any]] = {}
         self._handlers: dict[str, Handler] = {
@@ -88,12 +99,25 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
             "updatesearchindex": self._update_search_index,
             "dropsearchindex": self._drop_search_index,
         }
+        if storage is not None:
+            for stored in storage.load():
+                self._restore(stored)
+            self._storage = storage
 
     def reset(self) -> None:
         """Forget every database, cursor, search index and remembered retryable-write reply."""
         with self._lock:
             super().reset()
             self._retry_replies.clear()
+            if self._storage is not None:
+                self._storage.commit()
+
+    def close(self) -> None:
+        """Close the durable store, if any, once the command in flight is done (its WAL folded into the file)."""
+        with self._lock:
+            if self._storage is not None:
+                self._storage.close()
+                self._storage = None
 
     def execute(
         self, db: str, cmd: dict[str, Any], connection_id: int = 0, client_address: str | None = None
@@ -103,10 +127,55 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
         ``client_address`` is the ``host:port`` the client's connection reached; ``hello``
         advertises it as the replica set's only member.
         """
-        with self._lock:
-            if client_address:
-                self._client_address = client_address
+        if client_address:
+            self._client_address = client_address  # per thread: each connection has its own
+        name = next(iter(cmd), None)
+        if isinstance(name, str) and name.lower() in LOCK_FREE:
             return self._stamp(self._run(db, cmd, connection_id))
+        with self._lock:
+            reply = self._run(db, cmd, connection_id)
+            if self._storage is not None:
+                reply = self._commit(reply)
+            return self._stamp(reply)
+
+    def _commit(self, reply: dict[str, Any]) -> dict[str, Any]:
+        """Commit the command's changes to disk before the reply may leave; a failed commit is the reply."""
+        assert self._storage is not None
+        try:
+            self._storage.commit()
+        except sqlite3.Error as exc:
+            self._storage.rollback()
+            return CommandError(f"the local store could not save this write: {exc}", INTERNAL_ERROR).to_reply()
+        return reply
+
+    def _restore(self, stored: StoredCollection) -> None:
+        """Put one collection back as it was saved, then build its vector and full-text indexes."""
+        db, name = stored.ns
+        self._client[db].create_collection(name)
+        coll = self._coll(db, name)
+        docs = stored_documents(coll)
+        for doc in stored.documents:
+            docs[store_key(doc["_id"])] = doc
+        for index_name, info in stored.indexes.items():
+            options = {k: v for k, v in info.items() if k not in ("key", "v", "ns")}
+            coll.create_index([tuple(part) for part in info["key"]], name=index_name, **options)
+        indexes = self._search_indexes.setdefault(stored.ns, {})
+        for rec in stored.search_indexes:
+            created: dt.datetime = rec["createdAt"]
+            indexes[rec["name"]] = SearchIndex(
+                name=rec["name"],
+                type=rec["type"],
+                definition=rec["definition"],
+                normalized=normalize(rec["type"], rec["definition"]),
+                build_delay=0.0,
+                id=rec["id"],
+                version=int(rec["version"]),
+                created_at=created.replace(tzinfo=dt.timezone.utc),
+            )
+        self._refresh_vector_stores(stored.ns)
+        for index in list(indexes.values()):
+            if index.type == "search":
+                self._text_index(db, coll, index.name)
 
     def _run(self, db: str, cmd: dict[str, Any], connection_id: int) -> dict[str, Any]:
         try:

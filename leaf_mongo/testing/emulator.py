@@ -3,17 +3,20 @@
 It exists so the package can be exercised end to end through pymongo (sync and
 ``AsyncMongoClient``) and Motor without a MongoDB server, which cannot be
 installed in this project's CI. It is an emulator for tests and offline
-walkthroughs, not a database: data lives in memory only, there is no
-authentication, no transactions, no replication and no durability, and
-``$vectorSearch`` is an exact brute-force search where a real HNSW index would
-return approximate neighbours.
+walkthroughs, not a database: data lives in memory only (unless a data folder is
+given: then every acknowledged write is also committed to SQLite, see
+:mod:`leaf_mongo.testing.durable`), there is no authentication, no transactions,
+no replication, and ``$vectorSearch`` is an exact brute-force search where a real
+HNSW index would return approximate neighbours.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import TracebackType
 
 from leaf_mongo.testing.backend import Backend
+from leaf_mongo.testing.durable import DurableStore
 from leaf_mongo.testing.wire import WireServer
 
 
@@ -24,7 +27,9 @@ class MongoEmulator:
     READY (and how long an update stays BUILDING); a small non-zero value keeps
     client code honest about waiting, like mongot's asynchronous builds. ``server_version``
     (default 8.2.0) makes it answer as an older server would, refusing the stages that server
-    lacks (``$rankFusion`` before 8.1, ``$scoreFusion`` before 8.2).
+    lacks (``$rankFusion`` before 8.1, ``$scoreFusion`` before 8.2). ``data_path`` (a folder) makes it durable:
+    what the folder holds is loaded at construction, every acknowledged write is committed there, and
+    :meth:`stop` closes the store; without it nothing touches the disk.
     """
 
     def __init__(
@@ -33,11 +38,13 @@ class MongoEmulator:
         port: int = 0,
         index_build_delay: float = 0.0,
         server_version: str | None = None,
+        data_path: str | Path | None = None,
     ) -> None:
+        storage = DurableStore(Path(data_path)) if data_path is not None else None
         self.backend = (
-            Backend(index_build_delay=index_build_delay, server_version=server_version)
+            Backend(index_build_delay=index_build_delay, server_version=server_version, storage=storage)
             if server_version
-            else Backend(index_build_delay=index_build_delay)
+            else Backend(index_build_delay=index_build_delay, storage=storage)
         )
         self._server = WireServer(self.backend.execute, host=host, port=port)
         self._host = host
@@ -59,10 +66,11 @@ class MongoEmulator:
         return self
 
     def stop(self) -> None:
-        """Hang up all clients and join every emulator thread."""
+        """Hang up all clients, join every emulator thread, and close the durable store if there is one."""
         if self._running:
             self._server.stop()
             self._running = False
+        self.backend.close()
 
     def reset(self) -> None:
         """Drop all databases, cursors and search indexes (between tests)."""

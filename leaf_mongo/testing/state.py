@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ import mongomock
 from bson import Int64
 
 from leaf_mongo.testing.docs import MockCollection, matching_documents, store_key, stored_documents
+from leaf_mongo.testing.durable import DurableStore, search_index_record
 from leaf_mongo.testing.errors import (
     BAD_VALUE,
     DUPLICATE_KEY,
@@ -44,10 +45,21 @@ Namespace = tuple[str, str]
 
 @dataclass
 class _Cursor:
+    """An open cursor: the documents still to send, produced on demand so that a batch costs O(batch)."""
+
     ns: str
-    docs: list[dict[str, Any]]
-    pos: int
+    source: Iterator[dict[str, Any]]
+    ahead: list[dict[str, Any]]  # the one document read past the last batch (to know whether more remain)
     last_used: float = field(default_factory=time.monotonic)
+
+    def next_batch(self, limit: int) -> list[dict[str, Any]]:
+        """The next batch (``limit`` documents, 0 = unlimited, capped at 16 MiB); refills ``ahead``."""
+        batch, self.ahead = _take(itertools.chain(self.ahead, self.source), limit)
+        return batch
+
+    @property
+    def exhausted(self) -> bool:
+        return not self.ahead
 
 
 class BackendState:
@@ -68,10 +80,13 @@ class BackendState:
         self._search_indexes: dict[Namespace, dict[str, SearchIndex]] = {}
         self._vectors: dict[Namespace, dict[str, PathVectors]] = {}
         self._fulltext: dict[Namespace, dict[str, FullTextIndex]] = {}  # search index name -> tantivy index
+        self._storage: DurableStore | None = None  # set by a durable backend (a data folder)
 
     def reset(self) -> None:
-        """Forget every database, cursor and search index."""
+        """Forget every database, cursor and search index (and, when durable, empty the store on disk)."""
         with self._lock:
+            if self._storage is not None:
+                self._storage.clear()
             self._client = mongomock.MongoClient()
             self._cursors.clear()
             self._search_indexes.clear()
@@ -106,6 +121,37 @@ class BackendState:
 
     def _tracked(self, ns: Namespace) -> bool:
         return bool(self._vectors.get(ns)) or bool(self._fulltext.get(ns))
+
+    def _watching(self, ns: Namespace) -> bool:
+        """Whether a write must collect the keys it touches: search stores follow them, a durable store saves them."""
+        return self._storage is not None or self._tracked(ns)
+
+    def _written(self, ns: Namespace, keys: Iterable[Any]) -> None:
+        """After a write: the search stores follow the touched documents, and a durable store stages them."""
+        keys = list(keys)
+        self._sync(ns, keys)
+        if self._storage is not None and keys:
+            docs = stored_documents(self._coll(*ns))
+            self._storage.save_documents(ns, ((key, docs.get(key)) for key in keys))
+
+    def _catalog_changed(self, ns: Namespace) -> None:
+        """After a catalog command: a durable store stages the collection's existence and index definitions."""
+        if self._storage is None:
+            return
+        exists = self._exists(*ns)
+        indexes = self._coll(*ns).index_information() if exists else {}
+        search = [search_index_record(i) for i in self._search_indexes.get(ns, {}).values()]
+        self._storage.save_catalog(ns, exists, {k: v for k, v in indexes.items() if k != "_id_"}, search)
+
+    def _rewritten(self, ns: Namespace) -> None:
+        """After ``$out``/``$merge`` replaced a collection: search stores rebuilt, a durable store rewritten."""
+        if self._tracked(ns):
+            self._vectors.pop(ns, None)
+            self._fulltext.pop(ns, None)
+            self._refresh_vector_stores(ns)
+        if self._storage is not None:
+            self._storage.replace_documents(ns, list(stored_documents(self._coll(*ns)).values()))
+            self._catalog_changed(ns)
 
     def _matching_keys(self, coll: MockCollection, query: dict[str, Any], multi: bool) -> list[Any]:
         """Keys of the documents a write will touch (mongomock picks the first match)."""
@@ -172,14 +218,14 @@ class BackendState:
     def _cursor_reply(
         self, ns: str, docs: Iterable[Any], batch_size: Any, single_batch: bool = False
     ) -> dict[str, Any]:
-        docs = list(docs)
-        limit = 101 if batch_size is None else int(batch_size)
-        batch, pos = _take(docs, 0, limit)
+        """The first batch of ``docs`` (a list, or a lazy iterator that later batches keep reading)."""
+        cursor = _Cursor(ns, iter(docs), [])
+        batch = cursor.next_batch(101 if batch_size is None else int(batch_size))
         cursor_id = 0
-        if pos < len(docs) and not single_batch:
+        if not cursor.exhausted and not single_batch:
             self._reap_cursors()
             cursor_id = next(self._cursor_ids)
-            self._cursors[cursor_id] = _Cursor(ns, docs, pos)
+            self._cursors[cursor_id] = cursor
         return {"cursor": {"id": Int64(cursor_id), "ns": ns, "firstBatch": batch}}
 
 
@@ -193,15 +239,17 @@ def version_tuple(text: str) -> tuple[int, int, int]:
     return parts[0], parts[1], parts[2]
 
 
-def _take(docs: list[dict[str, Any]], start: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-    """Next batch from ``start`` (``limit`` docs, 0 = unlimited), capped at 16 MiB like the server."""
-    end, size, n = start, 0, len(docs)
-    while end < n:
-        size += len(bson.encode(docs[end]))
-        end += 1
-        if (limit and end - start >= limit) or size >= MAX_BATCH_BYTES:
-            break
-    return docs[start:end], end
+def _take(docs: Iterator[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The next batch (``limit`` docs, 0 = unlimited, capped at 16 MiB like the server) and the document after it
+    (an empty list when none is left). Reads only what it returns, plus one."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for doc in docs:
+        if batch and ((limit and len(batch) >= limit) or size >= MAX_BATCH_BYTES):
+            return batch, [doc]
+        size += len(bson.encode(doc))
+        batch.append(doc)
+    return batch, []
 
 
 def _fmt(value: Any) -> str:

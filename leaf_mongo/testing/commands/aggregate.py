@@ -23,12 +23,8 @@ class AggregateCommands(BackendState):
             return self._explain_aggregate(db, cmd, "queryPlanner")
         pipeline = cmd.get("pipeline")
         out = strip_hidden(run_pipeline(self, db, target, pipeline))
-        for stage in pipeline or []:
-            target_name = stage.get("$out")
-            if isinstance(target_name, str) and self._tracked((db, target_name)):
-                self._vectors.pop((db, target_name), None)
-                self._fulltext.pop((db, target_name), None)
-                self._refresh_vector_stores((db, target_name))
+        for ns in _write_targets(db, pipeline):
+            self._rewritten(ns)
         cursor_opts = cmd.get("cursor") or {}
         return self._cursor_reply(f"{db}.{target}", out, cursor_opts.get("batchSize"))
 
@@ -73,3 +69,19 @@ class AggregateCommands(BackendState):
         if verbosity != "queryPlanner":
             reply["executionStats"] = {"nReturned": n_returned}
         return reply
+
+
+def _write_targets(db: str, pipeline: Any) -> list[tuple[str, str]]:
+    """The collections a ``$out`` or ``$merge`` stage of ``pipeline`` writes (string or ``{db, coll}`` forms)."""
+    targets = []
+    for stage in pipeline or []:
+        if not isinstance(stage, dict):
+            continue
+        target = stage.get("$out", stage.get("$merge"))
+        if isinstance(target, dict) and "into" in target:
+            target = target["into"]
+        if isinstance(target, str):
+            targets.append((db, target))
+        elif isinstance(target, dict) and isinstance(target.get("coll"), str):
+            targets.append((str(target.get("db", db)), target["coll"]))
+    return targets

@@ -33,6 +33,7 @@ class CatalogCommands(BackendState):
         if self._exists(db, name):
             raise CommandError(f"Collection {db}.{name} already exists.", NAMESPACE_EXISTS)
         self._client[db].create_collection(name)
+        self._catalog_changed((db, name))
         return {}
 
     def _drop(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
@@ -42,6 +43,7 @@ class CatalogCommands(BackendState):
             return {}  # MongoDB >= 7.0: dropping a missing collection succeeds
         n_indexes = len(list(self._coll(db, name).list_indexes()))
         self._client[db].drop_collection(name)
+        self._catalog_changed((db, name))
         return {"ns": f"{db}.{name}", "nIndexesWas": n_indexes}
 
     def _list_collections(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
@@ -69,6 +71,8 @@ class CatalogCommands(BackendState):
         for ns in [ns for ns in self._fulltext if ns[0] == db]:
             self._fulltext.pop(ns, None)
         self._client.drop_database(db)
+        if self._storage is not None:
+            self._storage.drop_database(db)
         return {"dropped": db}
 
     def _list_databases(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
@@ -111,6 +115,7 @@ class CatalogCommands(BackendState):
             except mongomock.OperationFailure as exc:
                 raise CommandError(str(exc), INDEX_OPTIONS_CONFLICT) from exc
         after = len(list(coll.list_indexes()))
+        self._catalog_changed((db, name))
         return {"createdCollectionAutomatically": created_auto, "numIndexesBefore": before, "numIndexesAfter": after}
 
     def _list_indexes(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
@@ -144,6 +149,7 @@ class CatalogCommands(BackendState):
                     coll.drop_index(ix)
                 except mongomock.OperationFailure as exc:
                     raise CommandError(f"index not found with name [{ix}]", INDEX_NOT_FOUND) from exc
+        self._catalog_changed((db, name))
         return {"nIndexesWas": n_before}
 
 

@@ -15,6 +15,7 @@ import datetime as dt
 import os
 import platform
 import socket
+import threading
 import time
 from typing import Any
 
@@ -38,17 +39,27 @@ class HandshakeCommands(BackendState):
         self._started = time.monotonic()
         self._clock_seconds = 0
         self._clock_increment = 0
-        # Address the current command's connection reached (set under the lock by ``execute``).
-        self._client_address = DEFAULT_ADDRESS
+        self._clock_lock = threading.Lock()  # handshake commands stamp their replies outside the backend lock
+        self._per_connection = threading.local()  # one thread per connection (wire.py)
+
+    @property
+    def _client_address(self) -> str:
+        """Address the current command's connection reached (set by ``execute``)."""
+        return str(getattr(self._per_connection, "address", DEFAULT_ADDRESS))
+
+    @_client_address.setter
+    def _client_address(self, address: str) -> None:
+        self._per_connection.address = address
 
     def _tick(self) -> Timestamp:
         """Next cluster time: wall-clock seconds plus an increment, strictly increasing."""
-        now = int(time.time())
-        if now > self._clock_seconds:
-            self._clock_seconds, self._clock_increment = now, 1
-        else:
-            self._clock_increment += 1
-        return Timestamp(self._clock_seconds, self._clock_increment)
+        with self._clock_lock:
+            now = int(time.time())
+            if now > self._clock_seconds:
+                self._clock_seconds, self._clock_increment = now, 1
+            else:
+                self._clock_increment += 1
+            return Timestamp(self._clock_seconds, self._clock_increment)
 
     def _stamp(self, reply: dict[str, Any]) -> dict[str, Any]:
         """Add ``operationTime`` and ``$clusterTime``, as a replica-set member does on every reply."""

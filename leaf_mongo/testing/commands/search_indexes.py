@@ -73,6 +73,7 @@ class SearchIndexCommands(BackendState):
                 )
             created.append({"id": indexes[index_name].id, "name": index_name})
         self._refresh_vector_stores((db, name))
+        self._catalog_changed((db, name))
         return {"indexesCreated": created}
 
     def _update_search_index(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
@@ -86,6 +87,7 @@ class SearchIndexCommands(BackendState):
             raise bad_value(f"Cannot change the type of index {idx.name} from {idx.type} to {index_type}")
         idx.update(definition, normalize(idx.type, definition))
         self._refresh_vector_stores((db, name))
+        self._catalog_changed((db, name))
         return {}
 
     def _drop_search_index(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
@@ -95,4 +97,5 @@ class SearchIndexCommands(BackendState):
         idx = search_index_by(self, db, name, cmd)
         del self._search_indexes[(db, name)][idx.name]
         self._refresh_vector_stores((db, name))
+        self._catalog_changed((db, name))
         return {}

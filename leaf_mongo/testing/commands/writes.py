@@ -17,7 +17,7 @@ class WriteCommands(BackendState):
         docs = cmd.get("documents") or []
         ordered = cmd.get("ordered", True)
         ns = (db, coll.name)
-        tracked = self._tracked(ns)
+        tracked = self._watching(ns)
         written: list[Any] = []
         errors: list[dict[str, Any]] = []
         n = 0
@@ -38,7 +38,7 @@ class WriteCommands(BackendState):
                 if ordered:
                     break
         if tracked:
-            self._sync(ns, written)
+            self._written(ns, written)
         reply: dict[str, Any] = {"n": n}
         if errors:
             reply["writeErrors"] = errors
@@ -52,6 +52,7 @@ class WriteCommands(BackendState):
         upserted: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         for i, spec in enumerate(cmd.get("updates") or []):
+            keys: list[Any] = []
             try:
                 q = spec.get("q") or {}
                 u = spec.get("u")
@@ -62,7 +63,7 @@ class WriteCommands(BackendState):
                 is_replacement = isinstance(u, dict) and not any(k.startswith("$") for k in u)
                 if is_replacement and multi:
                     raise failed_to_parse("multi update is not supported for replacement-style update")
-                keys = self._matching_keys(coll, q, multi) if self._tracked(ns) else []
+                keys = self._matching_keys(coll, q, multi) if self._watching(ns) else []
                 if is_replacement:
                     res = coll.replace_one(q, u, upsert=upsert)
                 elif multi:
@@ -75,8 +76,9 @@ class WriteCommands(BackendState):
                     n += 1
                     upserted.append({"index": i, "_id": res.upserted_id})
                     keys.append(store_key(res.upserted_id))
-                self._sync(ns, keys)
+                self._written(ns, keys)
             except Exception as exc:  # noqa: BLE001
+                self._written(ns, keys)  # a multi-update stopped by a unique index has changed some documents
                 errors.append({"index": i, **_write_error(exc)})
                 if ordered:
                     break
@@ -97,10 +99,10 @@ class WriteCommands(BackendState):
             try:
                 q = spec.get("q") or {}
                 multi = spec.get("limit", 0) == 0
-                keys = self._matching_keys(coll, q, multi) if self._tracked(ns) else []
+                keys = self._matching_keys(coll, q, multi) if self._watching(ns) else []
                 res = coll.delete_many(q) if multi else coll.delete_one(q)
                 n += res.deleted_count
-                self._sync(ns, keys)
+                self._written(ns, keys)
             except Exception as exc:  # noqa: BLE001
                 errors.append({"index": i, **_write_error(exc)})
                 if ordered:
@@ -118,7 +120,9 @@ class WriteCommands(BackendState):
         fields = cmd.get("fields") or None
         new = bool(cmd.get("new", False))
         upsert = bool(cmd.get("upsert", False))
-        before = self._matching_keys(coll, query, False) if self._tracked(ns) else []
+        # With a sort the document changed need not be the first match: follow every match (unchanged ones cost
+        # a rewrite, never a miss).
+        before = self._matching_keys(coll, query, sort is not None) if self._watching(ns) else []
         existed = bool(self._matching_keys(coll, query, False))
         ret = ReturnDocument.AFTER if new else ReturnDocument.BEFORE
         if cmd.get("remove"):
@@ -140,5 +144,5 @@ class WriteCommands(BackendState):
                 if doc is not None:
                     last["upserted"] = doc["_id"]
                     before.append(store_key(doc["_id"]))
-        self._sync(ns, before)
+        self._written(ns, before)
         return {"lastErrorObject": last, "value": value}

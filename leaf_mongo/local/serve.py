@@ -1,0 +1,87 @@
+"""The server process of a data folder (``python -m leaf_mongo.local serve PATH``), in the foreground."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from leaf_mongo._version import __version__
+from leaf_mongo.errors import LeafMongoError
+from leaf_mongo.local.files import ServerState, prepare_folder, remove_state, take_serve_lock, write_state
+from leaf_mongo.testing.durable import FORMAT_VERSION
+from leaf_mongo.testing.emulator import MongoEmulator
+
+HOST = "127.0.0.1"
+
+
+def serve(folder: Path, port: int = 0, prefer_port: int = 0) -> int:
+    """Load the folder, listen on 127.0.0.1, write ``server.json``, serve until SIGTERM/SIGINT; the exit code.
+
+    Holds ``serve.lock`` for its whole life, so a second server on the same folder exits at once (code 1).
+    On SIGTERM the commands in flight finish, the store checkpoints its WAL, and ``server.json`` is removed.
+    """
+    os.umask(0o077)
+    folder = prepare_folder(folder)
+    lock = take_serve_lock(folder)
+    if lock is None:
+        print(f"leaf-mongo local: another process already serves {folder}", file=sys.stderr, flush=True)
+        return 1
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        return _run(folder, port or _free(prefer_port), stop)
+    finally:
+        os.close(lock)
+
+
+def _run(folder: Path, port: int, stop: threading.Event) -> int:
+    started = time.monotonic()
+    try:
+        emulator = MongoEmulator(host=HOST, port=port, index_build_delay=0.0, data_path=folder)
+    except LeafMongoError as exc:
+        print(f"leaf-mongo local: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    try:
+        emulator.start()
+    except OSError as exc:
+        emulator.stop()
+        print(f"leaf-mongo local: cannot listen on {HOST}:{port}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    try:
+        write_state(folder, ServerState(os.getpid(), emulator.port, __version__, FORMAT_VERSION))
+        print(
+            f"leaf-mongo local store {folder} listening on {emulator.uri} "
+            f"(pid {os.getpid()}, loaded in {time.monotonic() - started:.2f} s)",
+            flush=True,
+        )
+        while not stop.wait(0.2):
+            pass
+    finally:
+        emulator.stop()
+        remove_state(folder, os.getpid())
+    print(f"leaf-mongo local store {folder} stopped", flush=True)
+    return 0
+
+
+def _free(preferred: int) -> int:
+    """``preferred`` if it can be bound now (clients that knew the old port keep working), else 0 (any)."""
+    if not preferred:
+        return 0
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, preferred))
+        except OSError:
+            return 0
+    return preferred
