@@ -16,6 +16,8 @@ Similarity = Literal["cosine", "dotProduct", "euclidean"]
 SearchMode = Literal["vector", "fulltext", "hybrid"]
 FulltextAnalyzer = Literal["lucene.standard", "lucene.english", "lucene.simple", "lucene.whitespace"]
 Fusion = Literal["native", "client"]
+LOCAL_SCHEME = "local:"
+"""``LEAF_MONGO_URI=local:FOLDER`` (or ``--uri local:FOLDER``) names the local store's data folder."""
 Backend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 
 
@@ -35,7 +37,13 @@ class LeafMongoSettings(BaseSettings):
     )
 
     # Connection and names
-    uri: SecretStr = Field(SecretStr("mongodb://localhost:27017"), description="MongoDB connection string (secret)")
+    uri: SecretStr | None = Field(
+        None,
+        description="MongoDB connection string (secret); unset, or local:FOLDER: the local store (no server needed)",
+    )
+    local_path: str | None = Field(
+        None, description="Data folder of the local store (default: the per-user data folder)"
+    )
     database: str = Field("leaf_mongo", min_length=1)
     collection: str = Field("chunks", min_length=1)
     index_name: str = Field("leaf_vector_index", min_length=1)
@@ -52,8 +60,9 @@ class LeafMongoSettings(BaseSettings):
         None, description="Prefix for documents; default: the document model's configured prompt, else none"
     )
     leaf_backend: Backend = Field(
-        "auto", description="Query-side inference: auto (onnx where ONNX Runtime is installed, else torch), torch, "
-        "onnx(-int8), openvino(-int8)"
+        "auto",
+        description="Query-side inference: auto (onnx where ONNX Runtime is installed, else torch), torch, "
+        "onnx(-int8), openvino(-int8)",
     )
     teacher_backend: Backend = Field("torch", description="Document-side inference (same choices)")
     backend_threads: int | None = Field(None, ge=1, description="Threads for onnx/openvino (default: runtime's)")
@@ -116,7 +125,23 @@ class LeafMongoSettings(BaseSettings):
         return value
 
     @property
+    def uses_local_store(self) -> bool:
+        """No server configured (``LEAF_MONGO_URI`` unset or ``local:FOLDER``): the local store serves."""
+        return self.uri is None or self.uri.get_secret_value().startswith(LOCAL_SCHEME)
+
+    @property
+    def local_store_path(self) -> str | None:
+        """The local store's folder when one is named (``local:FOLDER``, else ``LEAF_MONGO_LOCAL_PATH``); None
+        for the per-user default."""
+        raw = self.uri.get_secret_value() if self.uri is not None else ""
+        return raw[len(LOCAL_SCHEME) :] if raw.startswith(LOCAL_SCHEME) and raw != LOCAL_SCHEME else self.local_path
+
+    @property
     def redacted_uri(self) -> str:
+        """Where this run goes, printable: the URI without its password, or the local store."""
+        if self.uses_local_store:
+            return f"{LOCAL_SCHEME}{self.local_store_path or '(default folder)'}"
+        assert self.uri is not None
         return redact_uri(self.uri.get_secret_value())
 
     def with_overrides(self, **overrides: Any) -> LeafMongoSettings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,23 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 pytest_plugins = ["leaf_mongo.testing.pytest_plugin"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def local_store_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A test that resolves settings without a URI gets the local store: in a folder of the session's, never the
+    user's own store, and stopped at the end."""
+    folder = tmp_path_factory.mktemp("local-store")
+    previous = os.environ.get("LEAF_MONGO_LOCAL_PATH")
+    os.environ["LEAF_MONGO_LOCAL_PATH"] = str(folder)
+    yield folder
+    from leaf_mongo.local import stop
+
+    stop(folder)
+    if previous is None:
+        os.environ.pop("LEAF_MONGO_LOCAL_PATH", None)
+    else:
+        os.environ["LEAF_MONGO_LOCAL_PATH"] = previous
 
 
 @pytest.fixture(scope="session")

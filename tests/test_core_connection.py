@@ -28,4 +28,5 @@ def test_server_errors_read_as_one_line() -> None:
     assert "SearchNotEnabled" in msg and "mongot" in msg
     assert "authentication failed" in str(server_error(OperationFailure("bad auth", code=18)))
     assert "cannot reach MongoDB" in str(server_error(ServerSelectionTimeoutError("h:1: refused, Timeout: 1s")))
-    assert "docker compose up -d --wait" in str(server_error(ServerSelectionTimeoutError("h:1: refused")))
+    unreachable = str(server_error(ServerSelectionTimeoutError("h:1: refused")))
+    assert "docker compose up -d --wait" in unreachable and "local store" in unreachable

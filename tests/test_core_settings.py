@@ -26,7 +26,7 @@ def test_public_env_names_exist(monkeypatch: pytest.MonkeyPatch) -> None:
     for k, v in values.items():
         monkeypatch.setenv(f"LEAF_MONGO_{k}", v)
     s = load_settings()
-    assert s.uri.get_secret_value() == "mongodb://u:pw@h:1"
+    assert s.uri is not None and s.uri.get_secret_value() == "mongodb://u:pw@h:1" and not s.uses_local_store
     assert (s.database, s.collection, s.index_name, s.profile) == ("d", "c", "i", "mt")
     assert (s.teacher_model, s.leaf_model, s.dimensions) == ("t/t", "l/l", 512)
     assert (s.dtype, s.quantization, s.similarity) == ("int8", "none", "euclidean")
@@ -34,7 +34,7 @@ def test_public_env_names_exist(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults() -> None:
     s = LeafMongoSettings(_env_file=None)  # type: ignore[call-arg]
-    assert s.uri.get_secret_value() == "mongodb://localhost:27017"
+    assert s.uri is None and s.uses_local_store and s.local_store_path is None  # no server: the local store
     assert (s.profile, s.dtype, s.quantization, s.similarity, s.dimensions) == (
         "ir",
         "float32",
@@ -99,3 +99,12 @@ def test_public_api_exports() -> None:
     assert callable(leaf_mongo.ingest) and leaf_mongo.ingest.__name__ == "ingest"
     for name in leaf_mongo.__all__:
         assert getattr(leaf_mongo, name) is not None
+
+
+def test_local_store_uri_names_its_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LEAF_MONGO_URI", raising=False)
+    monkeypatch.setenv("LEAF_MONGO_LOCAL_PATH", "/data/a")
+    assert load_settings().local_store_path == "/data/a"
+    s = load_settings(uri="local:/data/b")
+    assert s.uses_local_store and s.local_store_path == "/data/b" and s.redacted_uri == "local:/data/b"
+    assert load_settings(uri="local:").local_store_path == "/data/a"

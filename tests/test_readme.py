@@ -18,7 +18,7 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     blocks = _bash_blocks(readme)
     main_job, test_cmd = blocks[0].strip(), blocks[1].strip()
-    assert "leaf-mongo ingest ./docs" in main_job and "docker compose up -d" in main_job
+    assert main_job.endswith("leaf-mongo ingest ./docs") and "docker" not in main_job  # runs with no server
     assert "torch==2.13.0" in main_job and "torch==2.13.0" in test_cmd and test_cmd.endswith("pytest")
     assert test_cmd in (ROOT / ".ci" / "run").read_text().splitlines()
     assert (ROOT / "docs").is_dir()

@@ -10,11 +10,19 @@ from rich.table import Table
 
 from leaf_mongo.cli.app import app
 from leaf_mongo.cli.common import DebugOpt, out, run_command
+from leaf_mongo.connection import local_store_folder
+from leaf_mongo.local import status, stop
+from leaf_mongo.settings import load_settings
 
 local_app = typer.Typer(help="The local store (the default when no LEAF_MONGO_URI is set): status, stop.")
 app.add_typer(local_app, name="local")
 
-PathOpt = typer.Option(None, "--path", help="Data folder (default: the per-user store folder)", show_default=False)
+PathOpt = typer.Option(
+    None,
+    "--path",
+    help="Data folder (default: LEAF_MONGO_URI=local:FOLDER, else LEAF_MONGO_LOCAL_PATH, else the per-user folder)",
+    show_default=False,
+)
 
 
 @local_app.command("status")
@@ -28,9 +36,7 @@ def status_command(
 
     Exit codes: 0 (also when no store exists yet: it says so), 3 when the folder cannot be read.
     """
-    from leaf_mongo.local import default_path, status
-
-    folder = path or default_path()
+    folder = path or local_store_folder(load_settings())
     info = status(folder)
     if as_json:
         typer.echo(json.dumps(info if info is not None else {"path": str(folder), "running": False}, indent=2))
@@ -58,9 +64,7 @@ def _table(collections: list[dict]) -> Table:
 @run_command
 def stop_command(path: Path | None = PathOpt, debug: bool = DebugOpt) -> None:
     """Stop the folder's server (it finishes the command in flight and checkpoints); the next use restarts it."""
-    from leaf_mongo.local import default_path, stop
-
-    folder = path or default_path()
+    folder = path or local_store_folder(load_settings())
     if stop(folder):
         out.print(f"stopped the local store server of {folder}")
     else:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from leaf_mongo.connection import check_server
+from leaf_mongo.connection import check_server, make_client
 from leaf_mongo.errors import SettingsError
 from leaf_mongo.evaluation.beir import BeirDataset, load_beir, subsample
 from leaf_mongo.evaluation.grid import Grid
@@ -137,12 +137,11 @@ def _with_cache(settings: LeafMongoSettings, use_cache: bool) -> LeafMongoSettin
 
 
 def _connect(stack: contextlib.ExitStack, settings: LeafMongoSettings, emulator: bool) -> MongoClient[Any]:
-    """A client on the configured server, or on an in-process emulator; both are closed with ``stack``."""
-    from pymongo import MongoClient
+    """A client on the configured server (or the local store), or on an in-process emulator; closed with
+    ``stack``."""
+    if not emulator:
+        return stack.enter_context(make_client(settings))
+    from leaf_mongo.testing import MongoEmulator  # the emulator's dependencies load only when asked for
 
-    uri = settings.uri.get_secret_value()
-    if emulator:
-        from leaf_mongo.testing import MongoEmulator
-
-        uri = stack.enter_context(MongoEmulator(port=0, index_build_delay=0.0)).uri
+    uri = stack.enter_context(MongoEmulator(port=0, index_build_delay=0.0)).uri
     return stack.enter_context(MongoClient(uri, serverSelectionTimeoutMS=settings.server_timeout_ms))

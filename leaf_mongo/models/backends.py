@@ -44,6 +44,8 @@ def resolve_backend(backend: str) -> str:
     if backend != "auto":
         return backend
     return "onnx" if all(importlib.util.find_spec(m) is not None for m in AUTO_NEEDS) else "torch"
+
+
 EXPORT_VERSION = 1
 BACKENDS_DIR = Path("~/.cache/leaf-mongo/backends")
 MANIFEST = "leaf_mongo_export.json"

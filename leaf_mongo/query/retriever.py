@@ -21,7 +21,7 @@ from pydantic import Field, PrivateAttr, model_validator
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
-from leaf_mongo.connection import client_options, server_error
+from leaf_mongo.connection import make_async_client, make_client, server_error
 from leaf_mongo.errors import LeafMongoError, ServerError, SpecMismatchError
 from leaf_mongo.models.encoders import QueryMode, VectorEncoder
 from leaf_mongo.query import pipelines as pl
@@ -184,7 +184,7 @@ class LeafRetriever(BaseRetriever):
                 "or LeafRetriever.from_settings"
             )
         if self._sync_client is None:
-            self._sync_client = MongoClient(self._settings.uri.get_secret_value(), **client_options(self._settings))
+            self._sync_client = make_client(self._settings)
         return self._sync_client[self._settings.database][self._settings.collection]
 
     def _async_collection(self) -> Any:
@@ -198,8 +198,7 @@ class LeafRetriever(BaseRetriever):
         loop = asyncio.get_running_loop()
         if self._async_client is None or self._async_loop is not loop:
             # An AsyncMongoClient belongs to one event loop; one from a finished loop cannot be reused.
-            uri = self._settings.uri.get_secret_value()
-            self._async_client = AsyncMongoClient(uri, **client_options(self._settings))
+            self._async_client = make_async_client(self._settings)
             self._async_loop = loop
         return self._async_client[self._settings.database][self._settings.collection]
 
