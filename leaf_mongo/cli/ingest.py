@@ -75,7 +75,8 @@ class _ProgressView:
             if self.index is None:
                 self.index = p.add_task("waiting for the search indexes", total=None, amount="")
             name = data.get("index", "vectorSearch index")
-            p.update(self.index, description=f"{name}: {data['status']}")
+            done = data["status"] == "READY"
+            p.update(self.index, description=f"{name}: {data['status']}", total=1, completed=1 if done else 0)
 
     def _task(self, task_id: Any) -> Task:
         return next(t for t in self.progress.tasks if t.id == task_id)

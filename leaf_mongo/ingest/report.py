@@ -28,6 +28,7 @@ class IngestReport:
     """Chunks sent through the teacher (less than written chunks' share of the file when a run resumed)."""
     chunks_deleted: int = 0
     records_read: int = 0
+    """Records of record corpora (JSONL, Parquet); a text file is a file, not records."""
     records_skipped: int = 0
     seconds: float = 0.0
     encode_seconds: float = 0.0

@@ -112,8 +112,7 @@ class WindowReader:
         """Groups of records, each with the ordinal of the record after it (a resumed run's start)."""
         path = job.file.relpath
         if not is_record_file(job.file):
-            records = load(job.file)
-            self.report.records_read += len(records)
+            records = load(job.file)  # one text file: its records are its sections, not corpus records
             self.on_event("records_read", {"path": path, "n": len(records), "done": job.file.size, "records": False})
             yield records, 1
             return
