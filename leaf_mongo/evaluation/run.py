@@ -7,7 +7,9 @@ import itertools
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from pymongo import MongoClient
 
 from leaf_mongo.connection import check_server, make_client
 from leaf_mongo.errors import SettingsError
@@ -24,9 +26,6 @@ from leaf_mongo.evaluation.modes import (
 )
 from leaf_mongo.evaluation.report import EvalReport
 from leaf_mongo.settings import LeafMongoSettings, load_settings
-
-if TYPE_CHECKING:
-    from pymongo import MongoClient
 
 
 def _server_kind(client: MongoClient[Any]) -> str:
