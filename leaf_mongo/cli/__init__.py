@@ -78,7 +78,7 @@ def _register() -> None:
     """Commands living in their own modules register themselves on ``app``."""
     from importlib import import_module
 
-    for name in ("ingest", "search", "eval", "distill"):
+    for name in ("ingest", "search", "eval", "distill", "serve"):
         try:
             import_module(f"leaf_mongo.cli.{name}")
         except ModuleNotFoundError as exc:
