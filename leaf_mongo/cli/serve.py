@@ -50,7 +50,8 @@ def serve_command(
     """Serve the teacher (documents) and the leaf (queries) over HTTP, as mongot's automated-embedding provider.
 
     Keys are read from files (as mongot reads them), never from the command line; listening beyond 127.0.0.1
-    needs one. Exit codes: 0 after a clean shutdown, 2 bad settings or a pair that does not match.
+    needs one. On SIGTERM / SIGINT the requests in flight are finished first. Exit code 2: bad settings or a pair
+    that does not match.
     """
     from leaf_mongo.serve.config import load_serve_settings
     from leaf_mongo.serve.server import build_service, default_leaf_backend, run_service

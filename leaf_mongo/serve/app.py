@@ -32,7 +32,7 @@ from leaf_mongo.serve.batcher import DeadlineExceeded, QueueFull
 from leaf_mongo.serve.config import ServeSettings
 from leaf_mongo.serve.engine import Engine
 from leaf_mongo.serve.metrics import ServeMetrics
-from leaf_mongo.serve.wire import EmbedJob, WireError, decode_json
+from leaf_mongo.serve.wire import EmbedJob, WireError, decode_json, error_body
 
 log = logging.getLogger("leaf_mongo.serve")
 
@@ -82,6 +82,11 @@ class EmbeddingService:
         model = body.get("model")
         if "openai" in protocols and (model in openai_format.OPENAI_MODELS or protocols == ("openai",)):
             return "openai", openai_format.parse_request(body, limits)
+        if len(protocols) == 2 and isinstance(model, str) and model.lower() not in self.voyage_models:
+            raise WireError(
+                f"model {model!r} is not served here; OpenAI clients: 'leaf-query' (queries) or 'leaf-document' "
+                f"(documents); Voyage clients (mongot): {', '.join(sorted(self.voyage_models))}"
+            )
         return "voyage", voyage.parse_request(body, self.voyage_models, limits)
 
     async def handle(self, request: Request, protocols: tuple[str, ...]) -> Response:
@@ -119,9 +124,8 @@ class EmbeddingService:
     def _error(self, protocol: str, side: str, status: int, message: str, headers: dict[str, str]) -> Response:
         if status >= 500 or status == 413:
             log.warning("%s %s request: %d %s", protocol, side, status, message)
-        body = openai_format.error_body(message, status) if protocol == "openai" else voyage.error_body(message)
         self._done(protocol, side, status, None)
-        return JSONResponse(body, status_code=status, headers=headers)
+        return JSONResponse(error_body(message, status), status_code=status, headers=headers)
 
     def _done(self, protocol: str, side: str, status: int, started: float | None) -> None:
         self.metrics.requests.labels(protocol, side, str(status)).inc()

@@ -60,11 +60,3 @@ def encode_response(job: EmbedJob, vectors: np.ndarray, total_tokens: int) -> di
     data = [{"object": "embedding", "index": i, "embedding": item(row)} for i, row in enumerate(vectors)]
     usage = {"prompt_tokens": int(total_tokens), "total_tokens": int(total_tokens)}
     return {"object": "list", "data": data, "model": job.model, "usage": usage}
-
-
-def error_body(message: str, status: int) -> dict[str, Any]:
-    """OpenAI's error shape, which the SDK raises as ``APIStatusError`` with ``message``."""
-    kind = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}.get(
-        status, "invalid_request_error" if status < 500 else "server_error"
-    )
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}

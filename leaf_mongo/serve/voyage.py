@@ -23,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from leaf_mongo.serve.wire import (
     EmbedJob,
     Limits,
-    WireDtype,
     WireError,
     check_dimensions,
     check_texts,
@@ -86,12 +85,6 @@ def encode_response(job: EmbedJob, vectors: np.ndarray, total_tokens: int) -> di
     return {"object": "list", "data": data, "model": job.model, "usage": {"total_tokens": int(total_tokens)}}
 
 
-def error_body(message: str) -> dict[str, Any]:
-    """Voyage's error shape. mongot quotes a 400's body in the error ("Got invalid request, fail fast and give up
-    retries. Response body: ..."), so the message reaches whoever ran the query."""
-    return {"detail": message}
-
-
 def error_status(tier_header: str | None, job_side: str | None, status: int) -> int:
     """400 for queries, 422 for documents.
 
@@ -102,9 +95,3 @@ def error_status(tier_header: str | None, job_side: str | None, status: int) -> 
     if status == 400 and "document" in (tier_header, job_side):
         return 422
     return status
-
-
-__all__ = [
-    "DEFAULT_VOYAGE_MODELS", "VOYAGE_MODELS", "VoyageRequest", "WireDtype", "encode_response", "error_body",
-    "error_status", "parse_request",
-]  # fmt: skip

@@ -56,6 +56,16 @@ class EmbedJob:
     base64: bool
 
 
+def error_body(message: str, status: int) -> dict[str, Any]:
+    """One body both kinds of client read: Voyage's ``detail`` (mongot quotes a 400's body in the query's error:
+    "Got invalid request, fail fast and give up retries. Response body: ...") and OpenAI's ``error.message``
+    (what the ``openai`` SDK raises). A refusal before the body is parsed cannot know which client asked."""
+    kind = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}.get(
+        status, "invalid_request_error" if status < 500 else "server_error"
+    )
+    return {"detail": message, "error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
 def decode_json(raw: bytes) -> Any:
     """The body as JSON whatever the Content-Type says (mongot sends none): one clear error if it is not."""
     if not raw.strip():
