@@ -192,3 +192,13 @@ async def test_batcher_back_pressure_and_deadlines() -> None:
     await asyncio.sleep(0.4)
     await b.stop()
     assert enc.batches == [["a"]]  # the expired request was never encoded
+
+
+def test_every_serve_setting_is_documented() -> None:
+    from pathlib import Path
+
+    from leaf_mongo.serve.config import ServeSettings
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "serve.md").read_text()
+    missing = [f"LEAF_MONGO_SERVE_{f.upper()}" for f in ServeSettings.model_fields]
+    assert [m for m in missing if m not in text] == []
