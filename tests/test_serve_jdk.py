@@ -129,6 +129,48 @@ def check_cases(reports: list[Any], doc_model: str, query_model: str, int8_range
             np.testing.assert_array_equal(got, want)
 
 
+def test_the_jdk_client_sends_what_mongot_sends(java_client: Path, tmp_path: Path) -> None:
+    """The test client really offers h2c and sends no Content-Type (reference §8), so a 200 from leaf-mongo serve
+    means the service read a body that uvicorn's default parser would have dropped."""
+    import socket
+
+    seen: list[bytes] = []
+    reply = (
+        b'{"object":"list","data":[{"object":"embedding","embedding":"AACAPw==","index":0}],"usage":{"total_tokens":1}}'
+    )
+
+    def serve_once(listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(
+                next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length"))
+            )
+            while len(body) < length:
+                body += conn.recv(65536)
+            seen.extend([head, body])
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(reply), reply))
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        server = threading.Thread(target=serve_once, args=(listener,))
+        server.start()
+        body = voyage_body("query", "voyage-4", ["q"], 1, "float")
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        [report] = run_jdk(java_client, url, [(QUERY_KEY, "voyage-4", "query", "float", body)], tmp_path)
+        server.join(30)
+    head = seen[0].decode().lower()
+    assert "upgrade: h2c" in head and "http2-settings:" in head and "content-type" not in head
+    for header in ("authorization: bearer", "user-agent: mongot/unknown (unknown)", "x-voyage-model: voyage-4",
+                   "x-voyage-tier: query"):  # fmt: skip
+        assert header in head
+    assert seen[1].decode() == body and report["vectors"] == [[1.0]]
+
+
 def test_jdk_client_gets_sentence_transformers_vectors(
     java_client: Path, ir_server: Any, models: dict[str, str], tmp_path: Path
 ) -> None:
