@@ -219,6 +219,10 @@ def test_jdk_client_sees_clear_errors(java_client: Path, ir_server: Any, tmp_pat
     assert "truncation" in error_text(reports[6])  # mongot sends queries with truncation: false
     for report in reports:
         assert INDEXING_KEY not in error_text(report) and QUERY_KEY not in error_text(report)
+    log = ir_server.log.read_text()  # the operator sees why mongot keeps retrying; never a key
+    assert "voyage document request: 422 output_dimension=1024 is not possible" in log
+    assert "401 invalid API key" in log
+    assert INDEXING_KEY not in log and QUERY_KEY not in log
 
 
 def test_jdk_client_sends_a_full_mongot_batch(

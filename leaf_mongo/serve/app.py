@@ -122,7 +122,7 @@ class EmbeddingService:
         return response
 
     def _error(self, protocol: str, side: str, status: int, message: str, headers: dict[str, str]) -> Response:
-        if status >= 500 or status == 413:
+        if status != 429:  # a refused document batch makes mongot retry: the operator must see why (429: metrics)
             log.warning("%s %s request: %d %s", protocol, side, status, message)
         self._done(protocol, side, status, None)
         return JSONResponse(error_body(message, status), status_code=status, headers=headers)

@@ -9,6 +9,7 @@ Graceful shutdown is uvicorn's: on SIGTERM/SIGINT it stops accepting, waits for 
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from dataclasses import dataclass
 from typing import Any
@@ -77,8 +78,11 @@ def run_service(service: Service) -> None:
     import uvicorn
 
     s = service.settings
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)  # our warnings in uvicorn's format, on its handler
+    log_config["loggers"]["leaf_mongo.serve"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     config = uvicorn.Config(
         service.app, host=s.host, port=s.port, http="h11", lifespan="on", access_log=s.access_log,
         timeout_graceful_shutdown=int(s.shutdown_grace_s), log_level="info", server_header=False,
+        log_config=log_config,
     )  # fmt: skip
     uvicorn.Server(config).run()
