@@ -46,7 +46,7 @@ def test_voyage_request_as_mongot_sends_it() -> None:
         ({"input": []}, "input is empty"),
         ({"input": ["a", ""]}, "input[1] is an empty string"),
         ({"input": ["a"] * 6}, "at most 5 per request"),
-        ({"input": ["a", 3]}, "input"),
+        ({"input": ["a", 3]}, "input[1]: Input should be a valid string"),
         ({"output_dimension": 33}, "output_dimension=33 is not possible"),
         ({"output_dimension": 0}, "must be 1..32"),
         ({"output_dimension": 12, "output_dtype": "binary"}, "bits pack 8 per byte"),

@@ -80,10 +80,22 @@ def decode_json(raw: bytes) -> Any:
 
 
 def validation_message(exc: ValidationError) -> str:
-    """Pydantic's first error as one line naming the field (``input.3: Input should be a valid string``)."""
-    err = exc.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in err["loc"])
+    """Pydantic's most specific error as one line naming the field (``input[1]: Input should be a valid string``).
+
+    For a union (``input: str | list[str]``) the deepest error is the informative one; the union's member tags
+    (``str``, ``list[str]``) are left out of the path."""
+    err = max(exc.errors(include_url=False), key=lambda e: len(e["loc"]))
+    where = ""
+    for part in err["loc"]:
+        if isinstance(part, int):
+            where += f"[{part}]"
+        elif not _is_type_tag(str(part)):
+            where += f".{part}" if where else str(part)
     return f"{where}: {err['msg']}" if where else str(err["msg"])
+
+
+def _is_type_tag(part: str) -> bool:
+    return part in ("str", "int", "float", "bool") or part.startswith(("list[", "dict["))
 
 
 def check_texts(texts: Sequence[str], limits: Limits, field: str) -> list[str]:
