@@ -10,7 +10,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from typer.testing import CliRunner
 
-from leaf_mongo.cli import app
+from leaf_mongo.cli.app import app
 from leaf_mongo.cli.search import parse_filter
 from leaf_mongo.errors import FilterError
 from tests.test_query_retriever import TEXT, build_corpus

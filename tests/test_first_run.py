@@ -23,7 +23,7 @@ from rich.progress import Progress, TextColumn
 from typer.testing import CliRunner
 
 from leaf_mongo import InputError, ModelLoadError, load_spec, spec_from_settings
-from leaf_mongo.cli import app
+from leaf_mongo.cli.app import app
 from leaf_mongo.cli.ingest import _ProgressView
 from leaf_mongo.ingest import ingest
 from leaf_mongo.spec.store import save_spec

@@ -14,7 +14,7 @@ from pymongo import MongoClient
 from typer.testing import CliRunner
 
 from leaf_mongo import ServerError, SpecMismatchError, load_settings, load_spec
-from leaf_mongo.cli import app
+from leaf_mongo.cli.app import app
 from leaf_mongo.ingest import MANIFEST_COLLECTION, SOURCE_INDEX, ingest
 from leaf_mongo.settings import LeafMongoSettings
 from leaf_mongo.spec.vectors import from_binary

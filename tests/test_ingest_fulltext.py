@@ -10,7 +10,7 @@ from pymongo import MongoClient
 from typer.testing import CliRunner
 
 from leaf_mongo import load_spec
-from leaf_mongo.cli import app
+from leaf_mongo.cli.app import app
 from leaf_mongo.ingest import ingest
 from leaf_mongo.spec import FULLTEXT_FIELDS
 from leaf_mongo.spec.index import fulltext_index_definition, get_search_index

@@ -22,7 +22,7 @@ from pymongo import AsyncMongoClient
 from pymongo.database import Database
 from typer.testing import CliRunner
 
-from leaf_mongo.cli import app
+from leaf_mongo.cli.app import app
 from leaf_mongo.query.retriever import LeafRetriever
 from leaf_mongo.spec.vectors import from_binary
 from tests.conftest import DOCS
