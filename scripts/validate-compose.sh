@@ -5,7 +5,7 @@
 # Docker engine. Exits non-zero if a file is invalid or the validator is missing.
 # This only checks the files' structure (unknown keys, wrong types); it starts nothing.
 #
-# Usage: scripts/validate-compose.sh [FILE...]   (default: both compose files in the repo root)
+# Usage: scripts/validate-compose.sh [FILE...]   (default: the compose files in the repo root)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,7 +20,8 @@ else
 fi
 
 if [ "$#" -eq 0 ]; then
-  set -- "$repo_root/docker-compose.yml" "$repo_root/docker-compose.atlas-local.yml"
+  set -- "$repo_root/docker-compose.yml" "$repo_root/docker-compose.atlas-local.yml" \
+    "$repo_root/docker-compose.autoembed.yml"
 fi
 
 "$validator" --builtin-schema vendor.compose-spec "$@"
