@@ -99,7 +99,9 @@ class LeafMongoSettings(BaseSettings):
     fulltext: bool = Field(True, description="Also maintain a full-text (search) index over text, title, headings")
     fulltext_index_name: str = Field("leaf_fulltext_index", min_length=1)
     fulltext_analyzer: FulltextAnalyzer = Field(
-        "lucene.standard", description="Analyzer of the full-text fields (lucene.english stems and drops stopwords)"
+        "lucene.english",
+        description="Analyzer of the full-text fields: lucene.english (stems, drops stopwords; the published profiles "
+        "are English models) or lucene.standard (language-neutral), ...",
     )
 
     # Query

@@ -223,3 +223,14 @@ def test_queries_default_to_onnx_where_installed(monkeypatch: pytest.MonkeyPatch
     assert SideEncoder("m", "query", "torch").backend == "torch"  # an explicit setting wins
     monkeypatch.setattr(backends, "AUTO_NEEDS", (*backends.AUTO_NEEDS, "no_such_runtime_package"))
     assert backends.resolve_backend("auto") == "torch"
+
+
+def test_full_text_defaults_to_english_and_a_setting_wins(monkeypatch: pytest.MonkeyPatch, minilm_path: str) -> None:
+    """lucene.english measured better on SciFact's train split (README, Search modes); an explicit value wins."""
+    from leaf_mongo import fulltext_index_definition, load_settings
+
+    monkeypatch.delenv("LEAF_MONGO_FULLTEXT_ANALYZER", raising=False)
+    spec = spec_from_settings(load_settings(teacher_model=minilm_path, leaf_model=minilm_path, query_prompt=""))
+    assert fulltext_index_definition(spec)["mappings"]["fields"]["text"]["analyzer"] == "lucene.english"
+    monkeypatch.setenv("LEAF_MONGO_FULLTEXT_ANALYZER", "lucene.standard")
+    assert load_settings().fulltext_analyzer == "lucene.standard"
