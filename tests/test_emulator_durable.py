@@ -86,3 +86,20 @@ def test_without_a_data_folder_nothing_touches_the_disk(tmp_path: Path) -> None:
         assert emu.backend._storage is None
         MongoClient(emu.uri).app.a.insert_one({"_id": 1})
     assert not any(tmp_path.iterdir())
+
+
+def test_a_retried_write_after_a_restart_gets_its_first_reply(tmp_path: Path) -> None:
+    """A driver that lost the reply when the server died retries with the same lsid + txnNumber: the restarted
+    store answers with the reply it committed beside the write, as mongod's transaction table does."""
+    first = MongoEmulator(data_path=tmp_path)
+    lsid = {"id": "session-1"}
+    cmd = {"insert": "a", "documents": [{"_id": 1}], "lsid": lsid, "txnNumber": 7}
+    assert first.backend.execute("app", dict(cmd))["n"] == 1
+    first.stop()
+    again = MongoEmulator(data_path=tmp_path)
+    try:
+        reply = again.backend.execute("app", dict(cmd))
+        assert reply["ok"] == 1 and reply["n"] == 1 and "writeErrors" not in reply
+        assert again.backend.execute("app", {**cmd, "txnNumber": 8})["writeErrors"][0]["code"] == 11000
+    finally:
+        again.stop()

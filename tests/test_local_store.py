@@ -170,3 +170,26 @@ def test_restart_keeps_data_and_indexes_queryable(folder: Path, how: str) -> Non
     with pytest.raises(DuplicateKeyError):
         client.app.docs.insert_one({"_id": "new", "text_key": "k"})
     client.close()
+
+
+def test_cli_status_and_stop(folder: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from leaf_mongo.cli import app
+
+    runner = CliRunner()
+    empty = runner.invoke(app, ["local", "status", "--path", str(folder)])
+    assert empty.exit_code == 0 and "no local store" in empty.output
+    uri = ensure_server(folder)
+    _client(uri).app.docs.insert_one({"_id": 1})
+    shown = runner.invoke(app, ["local", "status", "--path", str(folder), "--json"])
+    info = json.loads(shown.output)
+    assert shown.exit_code == 0 and info["uri"] == uri and info["collections"][0]["documents"] == 1
+    assert _client(info["uri"]).app.docs.find_one() == {"_id": 1}  # the printed URI is one pymongo connects to
+    table = runner.invoke(app, ["local", "status", "--path", str(folder)])
+    assert "app.docs" in table.output and uri in table.output
+    stopped = runner.invoke(app, ["local", "stop", "--path", str(folder)])
+    assert stopped.exit_code == 0 and "stopped" in stopped.output
+    assert "no local store server was running" in runner.invoke(app, ["local", "stop", "--path", str(folder)]).output
