@@ -1,7 +1,9 @@
 """Test support for leaf-mongo: a MongoDB 8.2 + mongot wire-level emulator.
 
 An emulator for tests and offline walkthroughs, **not a database**: no
-durability (everything is in memory), no authentication, no transactions, a
+durability unless given a data folder (``MongoEmulator(data_path=...)``: every
+acknowledged write is then committed to SQLite; the local store of
+:mod:`leaf_mongo.local` runs it so), no authentication, no transactions, a
 single node, and ``$vectorSearch`` is exact brute force where a real server's
 HNSW index is approximate. It speaks the real wire protocol (on MockupDB, with
 mongomock for storage and queries) so pymongo, ``AsyncMongoClient`` and Motor
