@@ -10,7 +10,22 @@ mongomock for storage and queries) so pymongo, ``AsyncMongoClient`` and Motor
 talk to it exactly as they would to a server. See ``README.md`` in this folder.
 """
 
-from leaf_mongo.testing.emulator import MongoEmulator
-from leaf_mongo.testing.waiting import wait_for_search_index, wait_until_searchable
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from leaf_mongo.testing.emulator import MongoEmulator
+    from leaf_mongo.testing.waiting import wait_for_search_index, wait_until_searchable
 
 __all__ = ["MongoEmulator", "wait_for_search_index", "wait_until_searchable"]
+# Loaded on first use: a client of the local store imports ``leaf_mongo.testing.durable`` (the store's format),
+# which must not pull in the engine's dependencies (mongomock, MockupDB, tantivy).
+_LAZY = {"MongoEmulator": "emulator", "wait_for_search_index": "waiting", "wait_until_searchable": "waiting"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"leaf_mongo.testing.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'leaf_mongo.testing' has no attribute {name!r}")
