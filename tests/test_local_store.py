@@ -193,3 +193,47 @@ def test_cli_status_and_stop(folder: Path) -> None:
     stopped = runner.invoke(app, ["local", "stop", "--path", str(folder)])
     assert stopped.exit_code == 0 and "stopped" in stopped.output
     assert "no local store server was running" in runner.invoke(app, ["local", "stop", "--path", str(folder)]).output
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not Path("/proc/net/tcp").exists(), reason="needs root and Linux /proc")
+def test_only_the_owners_processes_are_admitted() -> None:
+    """No authentication, and 127.0.0.1 is every user's: a connection from another uid is hung up on."""
+    import socket
+
+    from leaf_mongo.local.peers import peer_uid, same_user
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    pid = os.fork()
+    if pid == 0:  # child: become "nobody", connect, wait to be inspected
+        try:
+            os.setuid(65534)
+            conn = socket.create_connection(listener.getsockname())
+            time.sleep(2)
+            conn.close()
+        finally:
+            os._exit(0)
+    try:
+        other, _ = listener.accept()
+        assert peer_uid(other) == 65534 and not same_user(other)
+        mine = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+        assert same_user(accepted)
+        for s in (other, mine, accepted):
+            s.close()
+    finally:
+        os.waitpid(pid, 0)
+        listener.close()
+
+
+def test_a_refused_connection_is_hung_up() -> None:
+    from pymongo.errors import PyMongoError
+
+    from leaf_mongo.testing import MongoEmulator
+
+    with MongoEmulator(admit=lambda sock: False) as emu:
+        client: MongoClient = MongoClient(emu.uri, serverSelectionTimeoutMS=500)
+        with pytest.raises(PyMongoError):
+            client.admin.command("ping")
+        client.close()
