@@ -7,7 +7,7 @@ commands, so ``leaf-mongo --help`` and a search stay quick to start.
 
 from __future__ import annotations
 
-from leaf_mongo.cli import distill, eval, ingest, local, search, serve, spec  # noqa: F401 - each registers its command
+from leaf_mongo.cli import copy, distill, eval, ingest, local, search, serve, spec  # noqa: F401 - each registers its command
 from leaf_mongo.cli.app import app
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from leaf_mongo.local.files import is_served, read_state
-from leaf_mongo.testing.durable import FILE_NAME, decode, read_format
+from leaf_mongo.testing.durable import FILE_NAME, FORMAT_VERSION, decode, read_format
 
 
 def status(path: Path | None = None) -> dict[str, Any] | None:
@@ -25,15 +25,16 @@ def status(path: Path | None = None) -> dict[str, Any] | None:
         return None
     state = read_state(folder) if is_served(folder) else None
     files = [store, store.with_name(FILE_NAME + "-wal")]
+    found = read_format(folder)
     return {
         "path": str(folder),
         "running": state is not None,
         "pid": state.pid if state else None,
         "uri": state.uri if state else None,
         "version": state.version if state else None,
-        "format": read_format(folder),
+        "format": found,
         "disk_bytes": sum(f.stat().st_size for f in files if f.exists()),
-        "collections": _collections(store),
+        "collections": _collections(store) if found == FORMAT_VERSION else [],  # another format: not ours to read
     }
 
 

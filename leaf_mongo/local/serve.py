@@ -14,6 +14,7 @@ from types import FrameType
 from leaf_mongo._version import __version__
 from leaf_mongo.errors import LeafMongoError
 from leaf_mongo.local.files import ServerState, prepare_folder, remove_state, take_serve_lock, write_state
+from leaf_mongo.local.peers import same_user
 from leaf_mongo.testing.durable import FORMAT_VERSION
 from leaf_mongo.testing.emulator import MongoEmulator
 
@@ -48,7 +49,7 @@ def serve(folder: Path, port: int = 0, prefer_port: int = 0) -> int:
 def _run(folder: Path, port: int, stop: threading.Event) -> int:
     started = time.monotonic()
     try:
-        emulator = MongoEmulator(host=HOST, port=port, index_build_delay=0.0, data_path=folder)
+        emulator = MongoEmulator(host=HOST, port=port, index_build_delay=0.0, data_path=folder, admit=same_user)
     except LeafMongoError as exc:
         print(f"leaf-mongo local: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code

@@ -62,7 +62,7 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
         self, index_build_delay: float = 0.0, server_version: str = SERVER_VERSION, storage: DurableStore | None = None
     ) -> None:
         super().__init__(index_build_delay, server_version)
-        self._retry_replies: dict[tuple[str, int, str], dict[str, Any]] = {}
+        self._retry_replies: dict[str, dict[str, Any]] = {}  # "lsid|txnNumber|command" -> the first reply
         self._handlers: dict[str, Handler] = {
             "hello": self._hello,
             "ismaster": self._hello,
@@ -102,6 +102,7 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
         if storage is not None:
             for stored in storage.load():
                 self._restore(stored)
+            self._retry_replies.update(storage.load_retries(MAX_RETRY_REPLIES))
             self._storage = storage
 
     def reset(self) -> None:
@@ -221,13 +222,15 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
                 NOT_A_RETRYABLE_WRITE_COMMAND,
             )
         lsid = cmd.get("lsid") or {}
-        key = (repr(lsid.get("id")), int(cmd["txnNumber"]), name.lower())
+        key = f"{lsid.get('id')!r}|{int(cmd['txnNumber'])}|{name.lower()}"
         done = self._retry_replies.get(key)
         if done is not None:
             return copy.deepcopy(done)
         reply = run()
         if reply.get("ok"):
             self._retry_replies[key] = copy.deepcopy(reply)
+            if self._storage is not None:  # a driver retrying after a server crash gets this reply, not a rerun
+                self._storage.save_retry(key, reply, MAX_RETRY_REPLIES)
             while len(self._retry_replies) > MAX_RETRY_REPLIES:
                 self._retry_replies.pop(next(iter(self._retry_replies)))
         return reply

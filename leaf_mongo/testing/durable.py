@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS indexes (
   db TEXT NOT NULL, coll TEXT NOT NULL, name TEXT NOT NULL, spec BLOB NOT NULL, PRIMARY KEY (db, coll, name));
 CREATE TABLE IF NOT EXISTS search_indexes (
   db TEXT NOT NULL, coll TEXT NOT NULL, name TEXT NOT NULL, spec BLOB NOT NULL, PRIMARY KEY (db, coll, name));
+CREATE TABLE IF NOT EXISTS retries (seq INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, reply BLOB NOT NULL);
 """
 _UPSERT = (
     "INSERT INTO documents (db, coll, key, doc) VALUES (?, ?, ?, ?) "
@@ -161,6 +162,16 @@ class DurableStore:
         rows = [(*ns, s["name"], bson.encode(s)) for s in search]
         db.executemany("INSERT INTO search_indexes VALUES (?, ?, ?, ?)", rows)
 
+    def save_retry(self, key: str, reply: dict[str, Any], keep: int) -> None:
+        """The reply of a retryable write (``lsid`` + ``txnNumber``), kept with the write itself; the last ``keep``."""
+        db = self._begin()
+        cur = db.execute("INSERT OR REPLACE INTO retries (key, reply) VALUES (?, ?)", (key, bson.encode(reply)))
+        db.execute("DELETE FROM retries WHERE seq <= ?", ((cur.lastrowid or 0) - keep,))
+
+    def load_retries(self, keep: int) -> list[tuple[str, dict[str, Any]]]:
+        rows = self._db.execute("SELECT key, reply FROM retries ORDER BY seq DESC LIMIT ?", (keep,)).fetchall()
+        return [(key, decode(reply)) for key, reply in reversed(rows)]
+
     def drop_database(self, name: str) -> None:
         db = self._begin()
         for table, column in (("collections", "db"), ("documents", "db"), ("indexes", "db"), ("search_indexes", "db")):
@@ -168,7 +179,7 @@ class DurableStore:
 
     def clear(self) -> None:
         db = self._begin()
-        for table in ("collections", "documents", "indexes", "search_indexes"):
+        for table in ("collections", "documents", "indexes", "search_indexes", "retries"):
             db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
 
     def commit(self) -> None:

@@ -17,7 +17,7 @@ from types import TracebackType
 
 from leaf_mongo.testing.backend import Backend
 from leaf_mongo.testing.durable import DurableStore
-from leaf_mongo.testing.wire import WireServer
+from leaf_mongo.testing.wire import Admit, WireServer
 
 
 class MongoEmulator:
@@ -29,7 +29,8 @@ class MongoEmulator:
     (default 8.2.0) makes it answer as an older server would, refusing the stages that server
     lacks (``$rankFusion`` before 8.1, ``$scoreFusion`` before 8.2). ``data_path`` (a folder) makes it durable:
     what the folder holds is loaded at construction, every acknowledged write is committed there, and
-    :meth:`stop` closes the store; without it nothing touches the disk.
+    :meth:`stop` closes the store; without it nothing touches the disk. ``admit(socket)``, if given, decides
+    whether a new connection is served (the local store admits only its owner's processes).
     """
 
     def __init__(
@@ -39,6 +40,7 @@ class MongoEmulator:
         index_build_delay: float = 0.0,
         server_version: str | None = None,
         data_path: str | Path | None = None,
+        admit: Admit | None = None,
     ) -> None:
         storage = DurableStore(Path(data_path)) if data_path is not None else None
         self.backend = (
@@ -46,7 +48,7 @@ class MongoEmulator:
             if server_version
             else Backend(index_build_delay=index_build_delay, storage=storage)
         )
-        self._server = WireServer(self.backend.execute, host=host, port=port)
+        self._server = WireServer(self.backend.execute, host=host, port=port, admit=admit)
         self._host = host
         self._running = False
 

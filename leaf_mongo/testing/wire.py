@@ -33,6 +33,7 @@ _HEADER = struct.Struct("<iiii")
 MAX_MESSAGE = 48_000_000 + 16 * 1024
 
 Handler = Callable[[str, dict[str, Any], int, str], dict[str, Any]]
+Admit = Callable[[socket.socket], bool]
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -51,8 +52,9 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
 class WireServer(MockupDB):  # type: ignore[misc]
     """A MockupDB that dispatches every command to ``handler(db, command, connection_id, local_address)``."""
 
-    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0, admit: Admit | None = None) -> None:
         super().__init__(port=port, request_timeout=int(1e6))
+        self._admit = admit  # a new connection is hung up at once unless admit(socket) is true
         self._address = (host, port)
         self._handler = handler
         self._connection_ids = itertools.count(1)
@@ -99,6 +101,9 @@ class WireServer(MockupDB):  # type: ignore[misc]
             except (OSError, ValueError):
                 if self._stopped:
                     break
+                continue
+            if self._admit is not None and not self._admit(client):
+                client.close()
                 continue
             client.setblocking(True)
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
