@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -11,19 +10,15 @@ from pydantic import SecretStr
 
 from leaf_mongo.cli.app import app
 from leaf_mongo.cli.common import DebugOpt, console, out, run_command
+from leaf_mongo.connection import resolve_uri
 from leaf_mongo.settings import LeafMongoSettings, load_settings
 
 ENDPOINT_HELP = "'local' (the per-user local store), 'local:PATH' (a local store folder) or a mongodb:// URI"
 
 
 def endpoint_uri(text: str) -> str:
-    """A ``--from``/``--to`` value as a URI: a local store is started on demand."""
-    if text == "local" or text.startswith("local:"):
-        from leaf_mongo.local import default_path, ensure_server
-
-        folder = Path(text[len("local:") :]) if text.startswith("local:") else default_path()
-        return ensure_server(folder)
-    return text
+    """A ``--from``/``--to`` value as a URI, resolved as ``LEAF_MONGO_URI`` is: a local store starts on demand."""
+    return resolve_uri(load_settings(uri="local:" if text == "local" else text))
 
 
 def _client(settings: LeafMongoSettings, uri: str) -> Any:
