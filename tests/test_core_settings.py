@@ -32,7 +32,8 @@ def test_public_env_names_exist(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (s.dtype, s.quantization, s.similarity) == ("int8", "none", "euclidean")
 
 
-def test_defaults() -> None:
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LEAF_MONGO_LOCAL_PATH", raising=False)  # the suite points it at a folder of its own
     s = LeafMongoSettings(_env_file=None)  # type: ignore[call-arg]
     assert s.uri is None and s.uses_local_store and s.local_store_path is None  # no server: the local store
     assert (s.profile, s.dtype, s.quantization, s.similarity, s.dimensions) == (
