@@ -234,6 +234,21 @@ def test_resume_matches_uninterrupted_run(env: dict[str, Path]) -> None:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
 
 
+def test_rerun_of_a_finished_distillation_is_a_no_op(env: dict[str, Path]) -> None:
+    """The default keeps the checkpoint: running the same command again resumes at the last step, trains nothing,
+    and reports the same loss curve (its last point once)."""
+    import torch
+
+    out = env["root"] / "again"
+    first = distill(_config(env, out, steps=7))
+    weights = _weights(out)
+    second = distill(_config(env, out, steps=7))
+    assert second.resumed_from == 7 and second.steps == 7
+    assert second.loss_curve == first.loss_curve and [p["step"] for p in first.loss_curve] == [7]
+    for k, v in _weights(out).items():
+        assert torch.equal(v, weights[k]), k
+
+
 def test_checkpoint_from_other_data_is_refused(env: dict[str, Path]) -> None:
     out = env["root"] / "other"
     distill(_config(env, out, steps=2))

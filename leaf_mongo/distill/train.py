@@ -306,6 +306,7 @@ class _Trainer:
         ema: float | None = p.history[-1]["loss"] if p.history else None
         self.model.train()
         self.emit("stage", {"message": "training"})
+        lr = _lr_at(config, p.step, p.elapsed)  # the rate of the last step, also when a finished run is resumed
         while (p.step < config.steps) if config.steps is not None else (p.elapsed < float(self.budget or 0)):
             s0 = time.perf_counter()
             lr = _lr_at(config, p.step, p.elapsed)
@@ -325,6 +326,7 @@ class _Trainer:
         if p.window:
             p.history.append({"step": p.step, "seconds": round(p.elapsed, 2), "loss": float(np.mean(p.window)),
                               "lr": lr})  # fmt: skip
+            p.window = []  # flushed: the final checkpoint must not carry it again into a resumed run's history
         if p.step != self.last_ckpt_step or not self.ckpt_path.is_file():
             self.checkpoint()
 
