@@ -73,6 +73,15 @@ class SideEncoder:
 
         return embedding_dimension(self.st_model)
 
+    def tokenizer_and_limit(self) -> tuple[Any, int]:
+        """This route's fast tokenizer (a ``tokenizers.Tokenizer``) and its sequence limit in tokens, on either
+        backend: what a caller counting or truncating tokens as the model does needs."""
+        if self.backend != "torch":
+            exported = self._onnx
+            return exported.tokenizer, int(exported.manifest["max_seq_length"])
+        model = self.st_model
+        return model.tokenizer.backend_tokenizer, int(model.max_seq_length or model.tokenizer.model_max_length)
+
     def default_prompt(self) -> str:
         """The prompt the library applies to this route when given none (the model card's call)."""
         if self.backend != "torch":

@@ -40,12 +40,7 @@ def route_tokenizer(side: SideEncoder) -> tuple[Tokenizer, int]:
     """
     from tokenizers import Tokenizer
 
-    if side.backend == "torch":
-        model = side.st_model
-        source, limit = model.tokenizer.backend_tokenizer, model.max_seq_length or model.tokenizer.model_max_length
-    else:
-        exported = side._onnx  # the exported route's tokenizer and limit (leaf_mongo.models.backends)
-        source, limit = exported.tokenizer, exported.manifest["max_seq_length"]
+    source, limit = side.tokenizer_and_limit()
     tokenizer = Tokenizer.from_str(source.to_str())
     tokenizer.no_truncation()
     tokenizer.no_padding()
