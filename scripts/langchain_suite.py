@@ -126,6 +126,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, help="reuse this directory (default: a fresh temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--uri", help="run against this server (e.g. MongoDB 8.2 + mongot) instead of an emulator")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (e.g. -k name)")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="langchain-suite-"))
@@ -141,7 +142,7 @@ def main() -> int:
         if not python.exists():
             python = make_env(work)
         shutil.copy(OVERLAY / "conftest.py", root / "tests" / "integration_tests" / "conftest.py")
-        proc, uri = start_emulator()
+        proc, uri = (None, args.uri) if args.uri else start_emulator()
         junit = work / "junit.xml"
         try:
             env = {**os.environ, "MONGODB_URI": uri, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -153,8 +154,9 @@ def main() -> int:
             print("+", " ".join(cmd), flush=True)
             subprocess.run(cmd, cwd=root, env=env, check=False)
         finally:
-            proc.terminate()
-            proc.wait(timeout=15)
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=15)
         bad = summarize(junit)
         print(f"langchain-mongodb {VERSION} integration suite: {time.monotonic() - started:.0f} s")
         return 1 if bad else 0
