@@ -5,6 +5,7 @@ client-side asymmetric path (teacher vectors written by ingest, leaf query vecto
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,13 @@ import numpy as np
 import pytest
 import sentence_transformers
 from pymongo import MongoClient
+from typer.testing import CliRunner
 
 from leaf_mongo import LeafRetriever, ingest, load_settings
+from leaf_mongo.cli.app import app
+from leaf_mongo.errors import SettingsError
+from leaf_mongo.spec.index import vector_index_definition
+from leaf_mongo.spec.vector_spec import VectorSpec
 from leaf_mongo.testing import MongoEmulator
 from tests.autoembed_helpers import embedding_config
 from tests.serve_helpers import ROOT, ServeProcess
@@ -80,3 +86,67 @@ def test_ingest_autoembed_then_query_text_equals_the_client_side_path(
             # The client-side leaf queryVector against the autoEmbed index gives the same top 10 too.
             by_vector = _top10(auto, q, autoembed_query="vector")
             np.testing.assert_allclose([s for _, s in by_vector], [s for _, s in want], atol=1e-5)
+
+
+def test_cli_ingest_autoembed_and_search_by_text(serve: tuple[Any, Path], models: dict[str, str]) -> None:
+    server, root = serve
+    config = embedding_config(server.url + "/v1/embeddings", root)
+    with MongoEmulator(embedding=config) as emulator:
+        env = {
+            "LEAF_MONGO_URI": emulator.uri, "LEAF_MONGO_DATABASE": "kb", "LEAF_MONGO_COLLECTION": "chunks",
+            "LEAF_MONGO_TEACHER_MODEL": models["arctic"], "LEAF_MONGO_LEAF_MODEL": models["leaf-ir"],
+            "LEAF_MONGO_DIMENSIONS": "32", "LEAF_MONGO_CHUNK_SIZE": "96", "LEAF_MONGO_CHUNK_OVERLAP": "16",
+            "LEAF_MONGO_FULLTEXT": "false", "COLUMNS": "200",
+        }  # fmt: skip
+        result = CliRunner().invoke(app, ["ingest", "--autoembed", str(ROOT / "docs"), "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["chunks_written"] > 20
+        with MongoClient(emulator.uri) as client:
+            (index,) = list(client.kb.chunks.list_search_indexes())  # --no-fulltext: the vector index alone
+            field = index["latestDefinition"]["fields"][0]
+            assert field == {
+                "type": "autoEmbed", "modality": "text", "path": "text", "model": "voyage-4", "numDimensions": 32,
+                "quantization": "float", "similarity": "cosine",
+            }  # fmt: skip
+        query = ["search", "how does ingest write chunks", "--json", "-k", "10"]
+        by_text = json.loads(CliRunner().invoke(app, query, env=env).stdout)
+        result = CliRunner().invoke(app, [*query, "--autoembed-query", "vector", "--leaf-backend", "torch"], env=env)
+        by_vector = json.loads(result.stdout)
+        assert len(by_text) == 10
+        np.testing.assert_allclose([r["score"] for r in by_text], [r["score"] for r in by_vector], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"autoembed_model": "text-embedding-3-small"}, "not in mongot's catalog"),
+        ({"quantization": "scalar"}, "no autoEmbed equivalent"),
+        ({"dtype": "int8", "full_precision_field": "f"}, "STORE_FULL_PRECISION"),
+    ],
+)
+def test_spec_refuses_what_autoembed_cannot_express(change: dict[str, Any], fragment: str) -> None:
+    base: dict[str, Any] = dict(teacher_model="t", leaf_model="l", full_dimensions=64, dimensions=64)
+    with pytest.raises(SettingsError, match=fragment):
+        VectorSpec(**{**base, "autoembed_model": "voyage-4", **change})
+
+
+@pytest.mark.parametrize(
+    ("dtype", "quantization", "similarity", "auto"),
+    [
+        ("float32", "none", "cosine", "float"),
+        ("float32", "binary", "cosine", "binary"),
+        ("int8", "none", "dotProduct", "scalar"),
+        ("binary", "none", "euclidean", "binaryNoRescore"),
+    ],
+)
+def test_autoembed_index_definition_from_the_spec(dtype: str, quantization: str, similarity: str, auto: str) -> None:
+    spec = VectorSpec(
+        teacher_model="t", leaf_model="l", full_dimensions=64, dimensions=64, dtype=dtype,
+        quantization=quantization, similarity=similarity, autoembed_model="voyage-4-lite",
+    )  # fmt: skip
+    fields = vector_index_definition(spec)["fields"]
+    assert fields[0] == {
+        "type": "autoEmbed", "modality": "text", "path": "text", "model": "voyage-4-lite", "numDimensions": 64,
+        "quantization": auto, "similarity": similarity,
+    }  # fmt: skip
+    assert fields[1:] == [{"type": "filter", "path": "source"}]
