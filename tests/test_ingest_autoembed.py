@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 
 from leaf_mongo import LeafRetriever, ingest, load_settings
 from leaf_mongo.cli.app import app
-from leaf_mongo.errors import SettingsError
+from leaf_mongo.errors import SettingsError, SpecMismatchError
 from leaf_mongo.spec.index import vector_index_definition
 from leaf_mongo.spec.vector_spec import VectorSpec
 from leaf_mongo.testing import MongoEmulator
-from tests.autoembed_helpers import embedding_config
+from tests.autoembed_helpers import embedding_config, scripted_provider
 from tests.serve_helpers import ROOT, ServeProcess
 
 
@@ -150,3 +150,17 @@ def test_autoembed_index_definition_from_the_spec(dtype: str, quantization: str,
         "quantization": auto, "similarity": similarity,
     }  # fmt: skip
     assert fields[1:] == [{"type": "filter", "path": "source"}]
+
+
+def test_changed_autoembed_options_need_recreate(models: dict[str, str], tmp_path: Path) -> None:
+    """mongot cannot update autoEmbed fields: a changed similarity is a storage conflict (--recreate rebuilds)."""
+    with scripted_provider() as provider, MongoEmulator(embedding=embedding_config(provider.url, tmp_path)) as emu:
+        common: dict[str, Any] = dict(
+            uri=emu.uri, database="kb", collection="c", teacher_model=models["arctic"], leaf_model=models["leaf-ir"],
+            dimensions=32, index_wait_seconds=60, fulltext=False, autoembed_model="voyage-4",
+        )  # fmt: skip
+        ingest([ROOT / "docs" / "faq.md"], load_settings(**common))
+        with pytest.raises(SpecMismatchError, match="--recreate"):
+            ingest([ROOT / "docs" / "faq.md"], load_settings(similarity="dotProduct", **common))
+        report = ingest([ROOT / "docs" / "faq.md"], load_settings(similarity="dotProduct", **common), recreate=True)
+        assert report.index_action == "created"

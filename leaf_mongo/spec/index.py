@@ -146,8 +146,19 @@ def get_search_index(collection: Collection[Any], name: str) -> dict[str, Any] |
 
 
 def ensure_vector_index(collection: Collection[Any], name: str, spec: VectorSpec) -> EnsureAction:
-    """Create the index if missing, update it if only its options differ; never drop data."""
+    """Create the index if missing, update it if only its options differ; never drop data.
+
+    mongot refuses any update touching an autoEmbed field (AutoEmbeddingIndexValidator): say so, and how to
+    rebuild, rather than let the server's message surface from an update.
+    """
     wanted = vector_index_definition(spec)
+    latest = (get_search_index(collection, name) or {}).get("latestDefinition")
+    auto = any(f.get("type") == "autoEmbed" for d in (wanted, latest or {}) for f in d.get("fields", []))
+    if auto and latest is not None and not definitions_match(wanted, latest):
+        raise SearchIndexError(
+            f"search index {name!r} on {collection.full_name} has other autoEmbed fields than the spec asks for, "
+            "and mongot cannot update autoEmbed fields: re-run ingest with --recreate (every chunk is re-embedded)"
+        )
     return _ensure_search_index(
         collection,
         name,

@@ -116,6 +116,12 @@ class VectorSpec(BaseModel):
             a, b = getattr(stored, name), getattr(self, name)
             if a != b:
                 out.append(f"{name}: stored {a!r}, requested {b!r}")
+        if self.autoembed_model or stored.autoembed_model:  # mongot cannot update autoEmbed fields in place
+            out += [
+                f"{name} (autoEmbed): stored {getattr(stored, name)!r}, requested {getattr(self, name)!r}"
+                for name in ("similarity", "quantization")
+                if getattr(stored, name) != getattr(self, name)
+            ]
         if self.dtype == "int8" and (stored.int8_min, stored.int8_max) != (self.int8_min, self.int8_max):
             out.append(
                 f"int8 range: stored [{stored.int8_min}, {stored.int8_max}], "
