@@ -45,8 +45,9 @@ class ScriptedProvider:
                     outer.fail_times -= 1
                     self._send(outer.status, outer.body.encode())
                     return
+                dims, dtype = body["output_dimension"], body["output_dtype"]
                 data = [
-                    {"object": "embedding", "embedding": _encode(text_vector(t, body["output_dimension"])), "index": i}
+                    {"object": "embedding", "embedding": encode(text_vector(t, dims), dtype), "index": i}
                     for i, t in enumerate(body["input"])
                 ]
                 reply = {"object": "list", "data": data, "model": body["model"], "usage": {"total_tokens": 1}}
@@ -74,8 +75,19 @@ class ScriptedProvider:
         return [t for r in self.requests if r["body"]["input_type"] == input_type for t in r["body"]["input"]]
 
 
-def _encode(v: np.ndarray) -> str:
-    return base64.b64encode(v.astype("<f4").tobytes()).decode()
+def encode(v: np.ndarray, dtype: str) -> str:
+    """As Voyage encodes: float32 little-endian, int8, or sign bits packed with the -128 offset."""
+    if dtype == "int8":
+        raw = quantize_int8(v).tobytes()
+    elif dtype == "binary":
+        raw = (np.packbits(v > 0).astype(np.int16) - 128).astype(np.int8).tobytes()
+    else:
+        raw = v.astype("<f4").tobytes()
+    return base64.b64encode(raw).decode()
+
+
+def quantize_int8(v: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(v * 127), -128, 127).astype(np.int8)
 
 
 def embedding_config(url: str, folder: Path, **retry: Any) -> EmbeddingConfig:

@@ -16,13 +16,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 from pymongo.operations import SearchIndexModel
 
 from leaf_mongo.testing import MongoEmulator, wait_for_search_index
-from tests.autoembed_helpers import ScriptedProvider, embedding_config, scripted_provider, text_vector
+from tests.autoembed_helpers import (
+    ScriptedProvider,
+    embedding_config,
+    quantize_int8,
+    scripted_provider,
+    text_vector,
+)
 from tests.serve_helpers import INDEXING_KEY, QUERY_KEY, ROOT
 
 FIELD = {"type": "autoEmbed", "modality": "text", "path": "text", "model": "voyage-4", "numDimensions": 16}
@@ -165,3 +172,23 @@ def test_command_line_embedding_endpoint(tmp_path: Path, provider: ScriptedProvi
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+@pytest.mark.parametrize(("quantization", "dtype"), [("scalar", "int8"), ("binaryNoRescore", "binary")])
+def test_quantized_fields_ask_for_their_dtype_and_rank_by_it(
+    coll: Any, provider: ScriptedProvider, quantization: str, dtype: str
+) -> None:
+    # VoyageClient.getOutputDataType: scalar -> int8, binaryNoRescore -> binary (offset bits), decoded as mongot does.
+    texts = {i: f"document number {i}" for i in range(12)}
+    coll.insert_many([{"_id": i, "text": t} for i, t in texts.items()])
+    make_index(coll, {**FIELD, "quantization": quantization})
+    got = search(coll, "the query", limit=3)
+    assert {r["body"]["output_dtype"] for r in provider.requests} == {dtype}
+    q = text_vector("the query", 16)
+    if dtype == "int8":  # mongot's native int8 dot product
+        qi = quantize_int8(q).astype(np.int64)
+        score = {i: int(quantize_int8(text_vector(t, 16)).astype(np.int64) @ qi) for i, t in texts.items()}
+    else:  # euclidean over bits: fewer differing bits ranks higher
+        score = {i: -int(np.sum((text_vector(t, 16) > 0) != (q > 0))) for i, t in texts.items()}
+    best = sorted(score.values(), reverse=True)[:3]
+    assert sorted((score[i] for i in got), reverse=True) == best
