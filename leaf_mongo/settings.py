@@ -73,6 +73,11 @@ class LeafMongoSettings(BaseSettings):
     int8_min: float | None = Field(None, description="int8 calibration lower bound; default: the profile's")
     int8_max: float | None = Field(None, description="int8 calibration upper bound; default: the profile's")
     store_full_precision: bool = Field(False, description="Also keep float32 vectors for rescoring")
+    autoembed_model: str | None = Field(
+        None,
+        description="Let mongot embed the chunks (an autoEmbed index naming this Voyage model, served by "
+        "`leaf-mongo serve`): ingest writes no vectors; e.g. voyage-4",
+    )
     hnsw_max_edges: int | None = Field(None, ge=16, le=64)
     hnsw_num_edge_candidates: int | None = Field(None, ge=100, le=3200)
     filter_fields: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["source"])

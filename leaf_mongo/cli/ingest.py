@@ -147,6 +147,12 @@ def ingest_command(
     teacher_backend: str | None = typer.Option(
         None, "--teacher-backend", help="Document encoding: torch, onnx, onnx-int8, openvino, openvino-int8"
     ),
+    autoembed: bool = typer.Option(
+        False, "--autoembed", help="Write chunks without vectors and let mongot embed them (an autoEmbed index)"
+    ),
+    autoembed_model: str | None = typer.Option(
+        None, "--autoembed-model", help="The autoEmbed model name (env LEAF_MONGO_AUTOEMBED_MODEL; default voyage-4)"
+    ),
     debug: bool = DebugOpt,
     *,
     flags: dict[str, Any],
@@ -165,7 +171,10 @@ def ingest_command(
         devices=devices,
         ray=ray,
         teacher_backend=teacher_backend,
+        autoembed_model=autoembed_model,
     )
+    if autoembed and not settings.autoembed_model:
+        settings = settings.with_overrides(autoembed_model="voyage-4")
     if not as_json:
         console.print(
             f"ingesting into [bold]{settings.database}.{settings.collection}[/] at {settings.redacted_uri}",

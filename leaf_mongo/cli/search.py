@@ -86,6 +86,11 @@ def search_command(
         help="Query encoding: auto (onnx if installed, else torch), torch, onnx, onnx-int8, openvino, "
         "openvino-int8 (env LEAF_MONGO_LEAF_BACKEND)",
     ),
+    autoembed_query: str = typer.Option(
+        "text",
+        "--autoembed-query",
+        help="autoEmbed collections: text (the server embeds the query) or vector (the leaf, in this process)",
+    ),
     debug: bool = DebugOpt,
     *,
     flags: dict[str, Any],
@@ -114,6 +119,7 @@ def search_command(
         num_candidates=num_candidates,
         score_threshold=score_threshold,
         rescore=rescore,
+        autoembed_query=autoembed_query,
     )
     try:
         docs = retriever.invoke(question)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -98,6 +98,21 @@ class Chunker:
         self.chunk_overlap = (
             chunk_overlap if chunk_overlap < self.chunk_size else chunk_overlap * self.chunk_size // chunk_size
         )
+
+    @classmethod
+    def for_model_folder(cls, model: str, chunk_size: int = 256, chunk_overlap: int = 32) -> Chunker:
+        """The same chunker as :meth:`for_model` from the model's tokenizer and ``sentence_bert_config.json``
+        alone, without loading its weights (autoEmbed ingest: the teacher runs in `leaf-mongo serve`). A layout
+        with no tokenizer at its root (a Router) falls back to loading the model."""
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model)
+        except (OSError, ValueError):
+            from sentence_transformers import SentenceTransformer
+
+            return cls.for_model(SentenceTransformer(model), chunk_size, chunk_overlap)
+        return cls(tokenizer, _max_seq_length(model, tokenizer), chunk_size, chunk_overlap)
 
     @classmethod
     def for_model(cls, model: SentenceTransformer, chunk_size: int = 256, chunk_overlap: int = 32) -> Chunker:
@@ -347,3 +362,29 @@ def _boundary_categories(body: str, starts: np.ndarray, ends: np.ndarray) -> np.
     inner[lines == 1] = _LINE
     inner[lines >= 2] = _PARAGRAPH
     return cats
+
+
+def _max_seq_length(model: str, tokenizer: PreTrainedTokenizerBase) -> int:
+    """What sentence-transformers' ``Transformer`` uses: ``max_seq_length`` from ``sentence_bert_config.json``,
+    else the smaller of ``max_position_embeddings`` and the tokenizer's ``model_max_length``."""
+    import json
+    from pathlib import Path
+
+    def read(name: str) -> dict[str, Any]:
+        local = Path(model) / name
+        try:
+            if local.is_file():
+                return dict(json.loads(local.read_text()))
+            from huggingface_hub import hf_hub_download
+
+            return dict(json.loads(Path(hf_hub_download(model, name)).read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    explicit = read("sentence_bert_config.json").get("max_seq_length")
+    if explicit:
+        return int(explicit)
+    limits = [int(tokenizer.model_max_length)] if tokenizer.model_max_length < 1_000_000 else []
+    positions = read("config.json").get("max_position_embeddings")
+    limits += [int(positions)] if positions else []
+    return min(limits) if limits else 512

@@ -151,8 +151,12 @@ class Ingestor:
 
     @cached_property
     def chunker(self) -> Chunker:
-        """Chunks by the document route's tokenizer and sequence limit."""
-        return Chunker.for_model(self.encoder.teacher, self.settings.chunk_size, self.settings.chunk_overlap)
+        """Chunks by the document route's tokenizer and sequence limit (the tokenizer alone for autoEmbed, where
+        the teacher runs in `leaf-mongo serve`, so that both cut and count tokens alike)."""
+        size, overlap = self.settings.chunk_size, self.settings.chunk_overlap
+        if self.spec.autoembed_model is not None:
+            return Chunker.for_model_folder(self.spec.teacher_model, size, overlap)
+        return Chunker.for_model(self.encoder.teacher, size, overlap)
 
     @property
     def max_record_bytes(self) -> int:
@@ -176,7 +180,7 @@ class Ingestor:
         return action
 
     def _persist(self, action: Action, writing: bool) -> None:
-        if action != "keep":
+        if action != "keep" and self.spec.autoembed_model is None:  # autoEmbed: the service checks its pair
             # A query model that cannot be loaded, or of another space or dimension, would make every later
             # search fail: refuse now, before anything is written.
             self.encoder.check_query_model(load=True, prompt=False)
@@ -210,7 +214,7 @@ class Ingestor:
             action = "recreate"
         else:
             action = "update" if stored != self.spec else "keep"
-        if action != "keep":
+        if action != "keep" and self.spec.autoembed_model is None:
             self.encoder.check_query_model(load=False)  # what can be known without loading a model
         return action
 
@@ -339,7 +343,7 @@ class Ingestor:
         commits = Commits(writer, self.encoder, report, self.on_event)
         writer.start()
         try:
-            if self.settings.ray:
+            if self.settings.ray and self.spec.autoembed_model is None:
                 address = None if self.settings.ray == "local" else self.settings.ray
                 ingest_with_ray(commits, self.settings, jobs, self.max_record_bytes, address)
                 return

@@ -124,6 +124,12 @@ class Commits:
             if not job.resumed and is_record_file(job.file):
                 self.writer.put("checkpoint", (job, job.start))
 
+    def send_text_only(self, docs: list[dict[str, Any]]) -> None:
+        """Step 2 for an autoEmbed collection: the chunks alone (mongot embeds their text)."""
+        self.writer.put("docs", list(docs))
+        self.report.chunks_encoded += len(docs)
+        self.on_event("chunks_encoded", {"n": len(docs)})
+
     def send(self, docs: list[dict[str, Any]], embeddings: np.ndarray) -> None:
         """Step 2: one encoded batch, its stored vectors (and full-precision copies) attached."""
         vectors = self.encoder.stored_vectors(embeddings)
@@ -187,6 +193,10 @@ class WindowEncoder:
         return [d for d in window.docs if have.get(d["_id"], _NONE) != d[field]]
 
     def _encode_and_send(self, batches: list[list[dict[str, Any]]]) -> None:
+        if self.spec.autoembed_model is not None:  # no teacher here: mongot asks `leaf-mongo serve` for vectors
+            for batch in batches:
+                self.commits.send_text_only(batch)
+            return
         t0 = time.perf_counter()
         texts = [d[self.spec.text_field] for b in batches for d in b]
         emb = self.encoder.embed_documents(texts, batch_size=self.batch_size)

@@ -28,6 +28,8 @@ def spec_from_settings(
     leaf = settings.leaf_model or profile.leaf_model
     if full_dimensions is None:
         full_dimensions = known_dimensions(teacher)
+    if full_dimensions is None and settings.autoembed_model and settings.dimensions:
+        full_dimensions = settings.dimensions  # the teacher runs in `leaf-mongo serve`: not loaded here
     if full_dimensions is None:
         full_dimensions = model_dimension(teacher, device=settings.device)
     lo, hi = profile.int8_range
@@ -58,4 +60,5 @@ def spec_from_settings(
         hnsw_num_edge_candidates=settings.hnsw_num_edge_candidates,
         fulltext_fields=FULLTEXT_FIELDS if settings.fulltext else (),
         fulltext_analyzer=settings.fulltext_analyzer,
+        autoembed_model=settings.autoembed_model.lower() if settings.autoembed_model else None,
     )

@@ -55,13 +55,19 @@ def vector_search_stage(
     exact: bool = False,
     pre_filter: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One ``$vectorSearch`` stage (``numCandidates`` omitted for exact search, as the server requires)."""
-    search: dict[str, Any] = {
-        "index": index,
-        "path": spec.embedding_field,
-        "queryVector": query_vector,
-        "limit": limit,
-    }
+    """One ``$vectorSearch`` stage (``numCandidates`` omitted for exact search, as the server requires).
+
+    On an autoEmbed collection the path is the text field, and ``query_vector`` may be ``{"text": ...}``: the
+    server embeds it (``query``) instead of taking a vector.
+    """
+    search: dict[str, Any] = {"index": index, "path": spec.embedding_field}
+    if spec.autoembed_model is not None:
+        search["path"] = spec.text_field
+    if isinstance(query_vector, Mapping):
+        search["query"] = dict(query_vector)
+    else:
+        search["queryVector"] = query_vector
+    search["limit"] = limit
     if exact:
         search["exact"] = True
     else:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
-from bson.binary import Binary
 
 from leaf_mongo.errors import LeafMongoError
 from leaf_mongo.models.encoders import VectorEncoder, encode_lock
@@ -37,9 +36,14 @@ class QueryState:
     where: str
     indexes: dict[str, dict[str, Any]]
     checked: set[str] = field(default_factory=set)
+    server_embeds: bool = False
+    """An autoEmbed collection queried by text: mongot embeds the query (through `leaf-mongo serve`)."""
 
-    def encode(self, text: str) -> tuple[np.ndarray, Binary]:
-        """Normalized float query embedding (for rescoring) and the BSON query vector of the stored dtype."""
+    def encode(self, text: str) -> tuple[np.ndarray | None, Any]:
+        """Normalized float query embedding (for rescoring) and the BSON query vector of the stored dtype; or,
+        when the server embeds, no embedding and ``{"text": ...}`` (the ``$vectorSearch`` ``query``)."""
+        if self.server_embeds:
+            return None, {"text": text}
         with encode_lock(self.encoder.query_model_name):
             emb = self.encoder.embed_queries([text])[0]
         return emb, self.encoder.query_vector_from_embedding(emb)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -130,6 +130,9 @@ class LeafRetriever(BaseRetriever):
     """Query-side inference: ``auto`` (``onnx`` where ONNX Runtime is installed, else ``torch``), ``torch``,
     ``onnx``, ``onnx-int8``, ``openvino`` or ``openvino-int8``."""
     backend_threads: int | None = None
+    autoembed_query: Literal["text", "vector"] = "text"
+    """autoEmbed collections: ``text`` sends ``query: {text}`` (the server embeds it; no model here), ``vector`` a
+    leaf ``queryVector``."""
     encode_in_thread: bool = True
     """``ainvoke`` encodes the query in a worker thread (loop stays free); False encodes inline (no thread
     hop, lower latency for one caller, but the loop is blocked for the few ms of the forward pass)."""
@@ -279,6 +282,7 @@ class LeafRetriever(BaseRetriever):
                 "(or re-ingest with the new ones); the server would silently return nothing."
             )
         state = QueryState(spec=spec, encoder=self._query_encoder(spec, where), where=where, indexes={})
+        state.server_embeds = bool(spec.autoembed_model) and self.autoembed_query == "text"
         if self.rescore:
             rescore_field(spec, where)
         if self.pre_filter is not None:
@@ -299,6 +303,8 @@ class LeafRetriever(BaseRetriever):
             query_prompt=self.query_prompt,
             threads=self.backend_threads,
         )
+        if spec.autoembed_model and self.autoembed_query == "text":
+            return encoder  # unused (the server embeds queries); built lazily, it loaded nothing
         try:
             encoder.check_query_model()
         except SpecMismatchError as exc:
@@ -385,7 +391,7 @@ class LeafRetriever(BaseRetriever):
         emb: np.ndarray | None = None
         qvec: Any = None
         if options.search_mode != "fulltext":
-            if self.encode_in_thread:
+            if self.encode_in_thread and not state.server_embeds:
                 emb, qvec = await asyncio.to_thread(state.encode, query)
             else:
                 emb, qvec = state.encode(query)

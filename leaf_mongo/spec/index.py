@@ -23,7 +23,22 @@ NAMESPACE_NOT_FOUND = 26
 
 
 def vector_index_definition(spec: VectorSpec) -> dict[str, Any]:
-    """The ``vectorSearch`` definition for ``spec``: one vector field plus its declared filter fields."""
+    """The ``vectorSearch`` definition for ``spec``: one vector field plus its declared filter fields.
+
+    With ``autoembed_model`` the field is ``autoEmbed`` on the text: mongot embeds each chunk itself.
+    """
+    filters = [{"type": "filter", "path": f} for f in spec.filter_fields]
+    if spec.autoembed_model is not None:
+        auto = {
+            "type": "autoEmbed",
+            "modality": "text",
+            "path": spec.text_field,
+            "model": spec.autoembed_model,
+            "numDimensions": spec.dimensions,
+            "quantization": spec.autoembed_quantization,
+            "similarity": spec.similarity,
+        }
+        return {"fields": [auto, *filters]}
     vector: dict[str, Any] = {
         "type": "vector",
         "path": spec.embedding_field,
@@ -38,7 +53,7 @@ def vector_index_definition(spec: VectorSpec) -> dict[str, Any]:
     }
     if hnsw:
         vector["hnswOptions"] = hnsw
-    return {"fields": [vector, *({"type": "filter", "path": f} for f in spec.filter_fields)]}
+    return {"fields": [vector, *filters]}
 
 
 FILTER_TYPES = ("token", "number", "boolean", "date", "objectId")  # a filter field may hold any of these
@@ -131,8 +146,19 @@ def get_search_index(collection: Collection[Any], name: str) -> dict[str, Any] |
 
 
 def ensure_vector_index(collection: Collection[Any], name: str, spec: VectorSpec) -> EnsureAction:
-    """Create the index if missing, update it if only its options differ; never drop data."""
+    """Create the index if missing, update it if only its options differ; never drop data.
+
+    mongot refuses any update touching an autoEmbed field (AutoEmbeddingIndexValidator): say so, and how to
+    rebuild, rather than let the server's message surface from an update.
+    """
     wanted = vector_index_definition(spec)
+    latest = (get_search_index(collection, name) or {}).get("latestDefinition")
+    auto = any(f.get("type") == "autoEmbed" for d in (wanted, latest or {}) for f in d.get("fields", []))
+    if auto and latest is not None and not definitions_match(wanted, latest):
+        raise SearchIndexError(
+            f"search index {name!r} on {collection.full_name} has other autoEmbed fields than the spec asks for, "
+            "and mongot cannot update autoEmbed fields: re-run ingest with --recreate (every chunk is re-embedded)"
+        )
     return _ensure_search_index(
         collection,
         name,
@@ -189,18 +215,13 @@ def check_vector_index(index: Mapping[str, Any] | None, name: str, spec: VectorS
     if index.get("type", "vectorSearch") != "vectorSearch":
         raise SearchIndexError(f"search index {name!r} on {where} is of type {index.get('type')!r}, not vectorSearch")
     definition = index.get("latestDefinition") or index.get("definition") or {}
+    kind, path = ("autoEmbed", spec.text_field) if spec.autoembed_model else ("vector", spec.embedding_field)
     vector = next(
-        (
-            f
-            for f in definition.get("fields", [])
-            if f.get("type") == "vector" and f.get("path") == spec.embedding_field
-        ),
+        (f for f in definition.get("fields", []) if f.get("type") == kind and f.get("path") == path),
         None,
     )
     if vector is None:
-        raise SpecMismatchError(
-            f"search index {name!r} on {where} does not index {spec.embedding_field!r} as a vector field"
-        )
+        raise SpecMismatchError(f"search index {name!r} on {where} does not index {path!r} as a {kind} field")
     if vector.get("numDimensions") not in (None, spec.dimensions):
         raise SpecMismatchError(
             f"search index {name!r} on {where} has numDimensions {vector.get('numDimensions')} but the stored "

@@ -18,6 +18,16 @@ from leaf_mongo.settings import Dtype, LeafMongoSettings, Quantization, Similari
 from leaf_mongo.spec.profiles import PROFILES
 
 MAX_DIMENSIONS = 8192  # mongot VectorFieldSpecification.MAX_DIMENSIONS
+# mongot Community's embedding catalog (src/main/resources/config/community/embedding-service-configs.yml): the
+# model names an autoEmbed field may give; `leaf-mongo serve` answers under them.
+AUTOEMBED_MODELS = ("voyage-4", "voyage-4-large", "voyage-4-lite", "voyage-code-3")
+# (dtype, quantization) -> the autoEmbed quantization that stores the same thing (VoyageClient.getOutputDataType).
+AUTOEMBED_QUANTIZATION = {
+    ("float32", "none"): "float",
+    ("float32", "binary"): "binary",
+    ("int8", "none"): "scalar",
+    ("binary", "none"): "binaryNoRescore",
+}
 SPEC_VERSION = 1
 FULLTEXT_FIELDS = ("text", "title", "headings")  # chunk text and the title/headings ingest stores with it
 
@@ -62,10 +72,17 @@ class VectorSpec(BaseModel):
     fulltext_fields: tuple[str, ...] = ()
     """Paths of the ``search`` index (empty: no full-text index; index-only, never a re-embedding)."""
     fulltext_analyzer: str = "lucene.standard"
+    autoembed_model: str | None = None
+    """Set: mongot embeds ``text_field`` itself (an ``autoEmbed`` index naming this model); no stored vectors."""
     version: int = SPEC_VERSION
 
     def model_post_init(self, __context: Any) -> None:
         _validate(self)
+
+    @property
+    def autoembed_quantization(self) -> str:
+        """The autoEmbed field's ``quantization`` for this spec's dtype and quantization (validated)."""
+        return AUTOEMBED_QUANTIZATION[(self.dtype, self.quantization)]
 
     @property
     def bytes_per_vector(self) -> int:
@@ -94,10 +111,17 @@ class VectorSpec(BaseModel):
             "embedding_field",
             "text_field",
             "document_prompt",
+            "autoembed_model",
         ):
             a, b = getattr(stored, name), getattr(self, name)
             if a != b:
                 out.append(f"{name}: stored {a!r}, requested {b!r}")
+        if self.autoembed_model or stored.autoembed_model:  # mongot cannot update autoEmbed fields in place
+            out += [
+                f"{name} (autoEmbed): stored {getattr(stored, name)!r}, requested {getattr(self, name)!r}"
+                for name in ("similarity", "quantization")
+                if getattr(stored, name) != getattr(self, name)
+            ]
         if self.dtype == "int8" and (stored.int8_min, stored.int8_max) != (self.int8_min, self.int8_max):
             out.append(
                 f"int8 range: stored [{stored.int8_min}, {stored.int8_max}], "
@@ -162,9 +186,28 @@ def _validate(s: VectorSpec) -> None:
         _fail("int8_min", f"must be below LEAF_MONGO_INT8_MAX (got {s.int8_min} >= {s.int8_max})")
     if s.full_precision_field is not None and s.full_precision_field == s.embedding_field:
         _fail("store_full_precision", "the full-precision field must differ from the embedding field")
+    if s.autoembed_model is not None:
+        _validate_autoembed(s)
     for f in s.filter_fields:
         if not f or f.startswith("$") or f in (s.embedding_field, s.full_precision_field):
             _fail("filter_fields", f"{f!r} cannot be a filter field; allowed: metadata field names")
+
+
+def _validate_autoembed(s: VectorSpec) -> None:
+    """What an autoEmbed field can express (mongot VectorAutoEmbedFieldSpecification, AutoEmbeddingIndexValidator)."""
+    if s.autoembed_model not in AUTOEMBED_MODELS:
+        _fail(
+            "autoembed_model",
+            f"{s.autoembed_model!r} is not in mongot's catalog; allowed: {', '.join(AUTOEMBED_MODELS)}",
+        )
+    if (s.dtype, s.quantization) not in AUTOEMBED_QUANTIZATION:
+        _fail(
+            "quantization",
+            f"{s.quantization!r} with LEAF_MONGO_DTYPE={s.dtype} has no autoEmbed equivalent; allowed with "
+            "LEAF_MONGO_AUTOEMBED_MODEL: float32 with none or binary, int8 or binary with none",
+        )
+    if s.full_precision_field is not None:
+        _fail("store_full_precision", "not available with LEAF_MONGO_AUTOEMBED_MODEL (ingest stores no vectors)")
 
 
 def resolved_teacher(settings: LeafMongoSettings) -> str:

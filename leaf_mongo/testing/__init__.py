@@ -16,13 +16,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from leaf_mongo.testing.embedding import EmbeddingConfig
     from leaf_mongo.testing.emulator import MongoEmulator
     from leaf_mongo.testing.waiting import wait_for_search_index, wait_until_searchable
 
-__all__ = ["MongoEmulator", "wait_for_search_index", "wait_until_searchable"]
+__all__ = ["EmbeddingConfig", "MongoEmulator", "wait_for_search_index", "wait_until_searchable"]
 # Loaded on first use: a client of the local store imports ``leaf_mongo.testing.durable`` (the store's format),
 # which must not pull in the engine's dependencies (mongomock, MockupDB, tantivy).
-_LAZY = {"MongoEmulator": "emulator", "wait_for_search_index": "waiting", "wait_until_searchable": "waiting"}
+_LAZY = {
+    "EmbeddingConfig": "embedding",
+    "MongoEmulator": "emulator",
+    "wait_for_search_index": "waiting",
+    "wait_until_searchable": "waiting",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -12,6 +12,7 @@ import threading
 from types import FrameType
 
 from leaf_mongo.errors import LeafMongoError
+from leaf_mongo.testing.embedding import EmbeddingConfig
 from leaf_mongo.testing.emulator import MongoEmulator
 
 
@@ -24,7 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1 only)")
     parser.add_argument("--index-delay", type=float, default=1.0, help="seconds a search index takes to become READY")
     parser.add_argument("--data", default=None, help="data folder: load it, and commit every write there (SQLite)")
+    parser.add_argument("--embedding-endpoint", default=None, help="autoEmbed provider URL (mongot providerEndpoint)")
+    parser.add_argument("--indexing-key-file", default=None, help="owner-only file: the key for document embeddings")
+    parser.add_argument("--query-key-file", default=None, help="owner-only file: the key for query embeddings")
     args = parser.parse_args(argv)
+    embedding = None
+    if args.embedding_endpoint or args.indexing_key_file or args.query_key_file:
+        if not (args.embedding_endpoint and args.indexing_key_file and args.query_key_file):
+            parser.error("--embedding-endpoint, --indexing-key-file and --query-key-file go together")
+        embedding = EmbeddingConfig(args.embedding_endpoint, args.indexing_key_file, args.query_key_file)
 
     stop = threading.Event()
 
@@ -35,11 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     try:
         emulator = MongoEmulator(
-            host=args.host, port=args.port, index_build_delay=args.index_delay, data_path=args.data
+            host=args.host, port=args.port, index_build_delay=args.index_delay, data_path=args.data, embedding=embedding
         )
-    except LeafMongoError as exc:
+    except (LeafMongoError, OSError, ValueError) as exc:
         print(f"leaf-mongo emulator: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return exc.exit_code if isinstance(exc, LeafMongoError) else 2
     try:
         emulator.start()
     except OSError as exc:

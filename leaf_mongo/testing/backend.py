@@ -34,6 +34,7 @@ from leaf_mongo.testing.commands.search_indexes import SearchIndexCommands
 from leaf_mongo.testing.commands.writes import WriteCommands
 from leaf_mongo.testing.docs import store_key, stored_documents
 from leaf_mongo.testing.durable import DurableStore, StoredCollection
+from leaf_mongo.testing.embedding import EmbeddingClient
 from leaf_mongo.testing.errors import (
     BAD_VALUE,
     COMMAND_NOT_FOUND,
@@ -59,9 +60,14 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
     """All emulator state and the command handlers (see module docstring)."""
 
     def __init__(
-        self, index_build_delay: float = 0.0, server_version: str = SERVER_VERSION, storage: DurableStore | None = None
+        self,
+        index_build_delay: float = 0.0,
+        server_version: str = SERVER_VERSION,
+        storage: DurableStore | None = None,
+        embedding: EmbeddingClient | None = None,
     ) -> None:
         super().__init__(index_build_delay, server_version)
+        self.embedding = embedding
         self._retry_replies: dict[str, dict[str, Any]] = {}  # "lsid|txnNumber|command" -> the first reply
         self._handlers: dict[str, Handler] = {
             "hello": self._hello,

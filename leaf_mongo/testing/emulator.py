@@ -17,6 +17,7 @@ from types import TracebackType
 
 from leaf_mongo.testing.backend import Backend
 from leaf_mongo.testing.durable import DurableStore
+from leaf_mongo.testing.embedding import EmbeddingClient, EmbeddingConfig
 from leaf_mongo.testing.wire import Admit, WireServer
 
 
@@ -30,7 +31,9 @@ class MongoEmulator:
     lacks (``$rankFusion`` before 8.1, ``$scoreFusion`` before 8.2). ``data_path`` (a folder) makes it durable:
     what the folder holds is loaded at construction, every acknowledged write is committed there, and
     :meth:`stop` closes the store; without it nothing touches the disk. ``admit(socket)``, if given, decides
-    whether a new connection is served (the local store admits only its owner's processes).
+    whether a new connection is served (the local store admits only its owner's processes). ``embedding`` (mongot's
+    ``embedding:`` config: provider endpoint and key files) enables ``autoEmbed`` indexes; without it they are
+    refused, as by a mongot with no embedding config.
     """
 
     def __init__(
@@ -41,12 +44,14 @@ class MongoEmulator:
         server_version: str | None = None,
         data_path: str | Path | None = None,
         admit: Admit | None = None,
+        embedding: EmbeddingConfig | None = None,
     ) -> None:
+        client = EmbeddingClient(embedding) if embedding is not None else None  # key files checked now, as mongot
         storage = DurableStore(Path(data_path)) if data_path is not None else None
         self.backend = (
-            Backend(index_build_delay=index_build_delay, server_version=server_version, storage=storage)
+            Backend(index_build_delay, server_version=server_version, storage=storage, embedding=client)
             if server_version
-            else Backend(index_build_delay=index_build_delay, storage=storage)
+            else Backend(index_build_delay=index_build_delay, storage=storage, embedding=client)
         )
         self._server = WireServer(self.backend.execute, host=host, port=port, admit=admit)
         self._host = host

@@ -17,6 +17,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from leaf_mongo.testing.autoembed_definition import AutoEmbedSpec, autoembed_fields
 from leaf_mongo.testing.errors import failed_to_parse
 from leaf_mongo.testing.search_definition import normalize_search_definition
 from leaf_mongo.testing.vector_definition import normalize_vector_definition
@@ -92,11 +93,23 @@ class SearchIndex:
         """Vector fields of the definition queries currently run against."""
         self.refresh()
         spec = self.active_normalized or {}
-        return {
+        out = {
             f["path"]: VectorField(f["path"], f["numDimensions"], f["similarity"], f["quantization"])
             for f in spec.get("fields", [])
             if f["type"] == "vector"
         }
+        for f in autoembed_fields(spec):
+            auto = AutoEmbedSpec.of(f)
+            # The derived index (AutoEmbeddingIndexDefinitionUtils): a vector field; only binary is Lucene-quantized.
+            quant = "binary" if f["quantization"] == "binary" else "none"
+            out[f["path"]] = VectorField(f["path"], f["numDimensions"], f["similarity"], quant, auto.store_key, auto)
+        return out
+
+    def autoembed_specs(self) -> set[AutoEmbedSpec]:
+        """autoEmbed fields of latest and active definitions (both must be kept up to date)."""
+        self.refresh()
+        fields = autoembed_fields(self.normalized) + autoembed_fields(self.active_normalized)
+        return {AutoEmbedSpec.of(f) for f in fields}
 
     def filter_paths(self) -> set[str]:
         self.refresh()

@@ -20,8 +20,11 @@ import bson
 import mongomock
 from bson import Int64
 
+from leaf_mongo.testing.autoembed_definition import AutoEmbedSpec
+from leaf_mongo.testing.autoembed_store import AutoEmbedVectors
 from leaf_mongo.testing.docs import MockCollection, matching_documents, store_key, stored_documents
 from leaf_mongo.testing.durable import DurableStore, search_index_record
+from leaf_mongo.testing.embedding import EmbeddingClient
 from leaf_mongo.testing.errors import (
     BAD_VALUE,
     DUPLICATE_KEY,
@@ -81,6 +84,7 @@ class BackendState:
         self._vectors: dict[Namespace, dict[str, PathVectors]] = {}
         self._fulltext: dict[Namespace, dict[str, FullTextIndex]] = {}  # search index name -> tantivy index
         self._storage: DurableStore | None = None  # set by a durable backend (a data folder)
+        self.embedding: EmbeddingClient | None = None  # the provider autoEmbed fields use (mongot's embedding:)
 
     def reset(self) -> None:
         """Forget every database, cursor and search index (and, when durable, empty the store on disk)."""
@@ -111,6 +115,11 @@ class BackendState:
         if not stores:
             return
         docs = stored_documents(self._coll(*ns))
+        keys = list(keys)
+        for store in stores:
+            if isinstance(store, AutoEmbedVectors):  # one provider batch for the whole write
+                store.upsert_many((key, docs.get(key)) for key in keys)
+        stores = [s for s in stores if not isinstance(s, AutoEmbedVectors)]
         for key in keys:
             doc = docs.get(key)
             for store in stores:
@@ -168,9 +177,12 @@ class BackendState:
     def _refresh_vector_stores(self, ns: Namespace) -> None:
         """Create stores for newly indexed paths (scanning once), drop unused ones."""
         wanted: set[str] = set()
+        auto: dict[str, AutoEmbedSpec] = {}
         for idx in self._search_indexes.get(ns, {}).values():
             if idx.type == "vectorSearch":
                 wanted |= idx.all_vector_paths()
+                auto.update((spec.store_key, spec) for spec in idx.autoembed_specs())
+        wanted |= set(auto)
         stores = self._vectors.setdefault(ns, {})
         for path in list(stores):
             if path not in wanted:
@@ -179,6 +191,10 @@ class BackendState:
         if new:
             docs = stored_documents(self._coll(*ns))
             for path in new:
+                if path in auto:  # the initial scan (COLLECTION_SCAN tier)
+                    ae = stores[path] = AutoEmbedVectors(auto[path], self.embedding)
+                    ae.upsert_many(docs.items())
+                    continue
                 store = stores[path] = PathVectors(path)
                 for key, doc in docs.items():
                     store.upsert(key, doc)

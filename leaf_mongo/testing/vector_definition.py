@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from leaf_mongo.testing.autoembed_definition import check_no_mixing, normalize_autoembed_field
 from leaf_mongo.testing.docs import is_int
 from leaf_mongo.testing.errors import failed_to_parse, not_implemented, reject_unknown_fields
 from leaf_mongo.testing.stored_source import parse_stored_source
@@ -64,10 +65,11 @@ def normalize_vector_definition(definition: Any) -> dict[str, Any]:
         elif ftype == "vector":
             out_fields.append(_normalize_vector_field(f, ctx))
         elif ftype == "autoEmbed":
-            raise failed_to_parse(f'"{ctx}.type" autoEmbed is not supported by the leaf-mongo emulator')
+            out_fields.append(normalize_autoembed_field(f, ctx))
         else:
-            raise failed_to_parse(f'"{ctx}.type" must be one of [vector, filter]')
-    if not any(f["type"] == "vector" for f in out_fields):
+            raise failed_to_parse(f'"{ctx}.type" must be one of [vector, filter, autoEmbed]')
+    check_no_mixing(out_fields)
+    if not any(f["type"] in ("vector", "autoEmbed") for f in out_fields):
         raise failed_to_parse('"fields" must contain at least one field of type "vector"')
     out: dict[str, Any] = {"fields": out_fields}
     if stored is not None and stored is not False:

@@ -7,12 +7,15 @@ the pre-filter is checked against the index's ``filter`` paths and operators
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from mongomock import helpers as mm_helpers
 from mongomock.filtering import filter_applies
 
+from leaf_mongo.testing.autoembed_query import embed_query_text, parse_query_input
+from leaf_mongo.testing.autoembed_store import AutoEmbedVectors
 from leaf_mongo.testing.docs import MockCollection, copy_doc, is_int, stored_documents
 from leaf_mongo.testing.errors import (
     TYPE_MISMATCH,
@@ -42,8 +45,6 @@ from leaf_mongo.testing.vector_store import (
 UNSUPPORTED_KEYS = {
     "parentFilter": "nested vector search (nestedRoot indexes, parentFilter)",
     "nestedOptions": "nested vector search (nestedRoot indexes, nestedOptions)",
-    "query": "auto-embedding queries (query.text with an autoEmbed index)",
-    "model": "auto-embedding queries (model with an autoEmbed index)",
 }
 
 
@@ -54,9 +55,11 @@ class VectorQuery:
     index: str
     path: str
     limit: int
-    vector: ParsedVector
+    vector: ParsedVector | None  # None when the query is text (``query``) for an autoEmbed index to embed
     filter: dict[str, Any] | None
     return_stored_source: bool
+    text: str | None = None
+    model: str | None = None
 
 
 def vector_search(
@@ -67,8 +70,14 @@ def vector_search(
     idx = state._search_indexes.get((db, coll.name), {}).get(q.index)
     if idx is None or idx.type != "vectorSearch":
         return []  # "the index does not exist, respond with empty information" (mongot)
+    if q.text is not None:
+        q = dataclasses.replace(q, vector=embed_query_text(state, idx, q.path, q.text, q.model))
     vfield, stored = _check_against_index(q, idx)
-    matrix = matrix_for(vfield, state._vectors.get((db, coll.name), {}).get(q.path), q.vector)
+    assert q.vector is not None
+    store = state._vectors.get((db, coll.name), {}).get(vfield.store or q.path)
+    if isinstance(store, AutoEmbedVectors):
+        store.catch_up()  # documents the provider failed on are retried before the index is read
+    matrix = matrix_for(vfield, store, q.vector)
     if matrix is None or matrix.used == 0:
         return []
     scores = score_matrix(vfield, matrix, q.vector)
@@ -98,9 +107,10 @@ def parse_stage(arg: Any) -> VectorQuery:
     for key, what in UNSUPPORTED_KEYS.items():
         if key in arg:
             raise not_implemented(f"{what} is not supported by the leaf-mongo emulator (emulator limitation)")
-    for key in ("index", "path", "queryVector", "limit"):
+    for key in ("index", "path", "limit"):
         if key not in arg:
             raise failed_to_parse(f'"$vectorSearch.{key}" is required')
+    text, model = parse_query_input(arg)
     index_name, path = arg["index"], arg["path"]
     if not isinstance(index_name, str):
         raise CommandError('"$vectorSearch.index" must be a string', TYPE_MISMATCH)
@@ -120,14 +130,14 @@ def parse_stage(arg: Any) -> VectorQuery:
             raise bad_value('"numCandidates" must be omitted when "exact" is set to true')
     else:
         _check_num_candidates(arg, limit)
-    vector = parse_query_vector(arg["queryVector"])
+    vector = parse_query_vector(arg["queryVector"]) if text is None else None
     flt = arg.get("filter")
     if flt is not None and not isinstance(flt, dict):
         raise CommandError('"$vectorSearch.filter" must be a document', TYPE_MISMATCH)
     return_stored = arg.get("returnStoredSource", False)
     if not isinstance(return_stored, bool):
         raise CommandError('"returnStoredSource" must be a boolean', TYPE_MISMATCH)
-    return VectorQuery(index_name, path, limit, vector, flt, return_stored)
+    return VectorQuery(index_name, path, limit, vector, flt, return_stored, text, model)
 
 
 def _check_num_candidates(arg: dict[str, Any], limit: int) -> None:
@@ -145,7 +155,7 @@ def _check_against_index(q: VectorQuery, idx: SearchIndex) -> tuple[VectorField,
     if not idx.queryable:
         raise unknown_error(f"cannot query vector index {q.index} while in state {idx.internal_state}")
     vfield = idx.vector_fields().get(q.path)
-    if vfield is None:
+    if vfield is None or q.vector is None:
         raise unknown_error(f"{q.path} is not indexed as vector")
     if q.vector.kind == "bit" and vfield.similarity != "euclidean":
         raise unknown_error(

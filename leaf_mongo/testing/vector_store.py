@@ -17,12 +17,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from bson.binary import Binary
 
 from leaf_mongo.testing.errors import TYPE_MISMATCH, CommandError, bad_value
+
+if TYPE_CHECKING:
+    from leaf_mongo.testing.autoembed_definition import AutoEmbedSpec
 
 Kind = Literal["float", "byte", "bit"]
 
@@ -224,6 +227,8 @@ class VectorField:
     num_dimensions: int
     similarity: str
     quantization: str
+    store: str = ""  # key of its vectors in the namespace's stores ("" = the path)
+    auto: AutoEmbedSpec | None = None  # set for an autoEmbed field: how its vectors are made
 
 
 def score_matrix(field: VectorField, matrix: SlotMatrix, query: ParsedVector) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from leaf_mongo.testing.autoembed_definition import CATALOG, check_models, check_update
 from leaf_mongo.testing.errors import (
     INDEX_ALREADY_EXISTS,
     INDEX_NOT_FOUND,
@@ -37,6 +38,10 @@ def search_index_by(state: BackendState, db: str, coll: str, cmd: dict[str, Any]
 
 
 class SearchIndexCommands(BackendState):
+    def _registered_models(self) -> frozenset[str]:
+        """mongot's EmbeddingModelCatalog: the Community models, or none without an embedding config."""
+        return frozenset(CATALOG) if self.embedding is not None else frozenset()
+
     def _create_search_indexes(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         name = cmd["createSearchIndexes"]
         specs = cmd.get("indexes")
@@ -49,7 +54,9 @@ class SearchIndexCommands(BackendState):
             definition = spec.get("definition")
             if definition is None:
                 raise failed_to_parse('"definition" is required')
-            parsed.append((index_name, index_type, definition, normalize(index_type, definition)))
+            normalized = normalize(index_type, definition)
+            check_models(normalized, self._registered_models())
+            parsed.append((index_name, index_type, definition, normalized))
         existing = self._search_indexes.get((db, name), {})
         for index_name, index_type, _, normalized in parsed:
             old = existing.get(index_name)
@@ -85,7 +92,10 @@ class SearchIndexCommands(BackendState):
         index_type = cmd.get("type", idx.type)
         if index_type != idx.type:
             raise bad_value(f"Cannot change the type of index {idx.name} from {idx.type} to {index_type}")
-        idx.update(definition, normalize(idx.type, definition))
+        normalized = normalize(idx.type, definition)
+        check_models(normalized, self._registered_models())
+        check_update(idx.name, idx.normalized, normalized)
+        idx.update(definition, normalized)
         self._refresh_vector_stores((db, name))
         self._catalog_changed((db, name))
         return {}
