@@ -234,3 +234,14 @@ def test_full_text_defaults_to_english_and_a_setting_wins(monkeypatch: pytest.Mo
     assert fulltext_index_definition(spec)["mappings"]["fields"]["text"]["analyzer"] == "lucene.english"
     monkeypatch.setenv("LEAF_MONGO_FULLTEXT_ANALYZER", "lucene.standard")
     assert load_settings().fulltext_analyzer == "lucene.standard"
+
+
+def test_notebooks_look_for_scifact_inside_the_repository_and_say_where_it_comes_from() -> None:
+    """Notebooks 02 and 03 default to notebooks/data/scifact (git-ignored), and tell a user to get BEIR's zip."""
+    for name in ("02_asymmetric_retrieval.ipynb", "03_mrl_quantization.ipynb"):
+        nb = json.loads((ROOT / "notebooks" / name).read_text())
+        source = "".join("".join(c["source"]) for c in nb["cells"])
+        default = re.search(r'LEAF_MONGO_SCIFACT_DIR", "([^"]+)"', source)
+        assert default and default.group(1) == "data/scifact", name
+        assert "scifact.zip" in source, name
+    assert "notebooks/data/" in (ROOT / ".gitignore").read_text()
