@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedding-endpoint", default=None, help="autoEmbed provider URL (mongot providerEndpoint)")
     parser.add_argument("--indexing-key-file", default=None, help="owner-only file: the key for document embeddings")
     parser.add_argument("--query-key-file", default=None, help="owner-only file: the key for query embeddings")
+    parser.add_argument(
+        "--enable-test-commands",
+        action="store_true",
+        help="mongod's --setParameter enableTestCommands=1: configureFailPoint (failCommand) for fault tests",
+    )
     args = parser.parse_args(argv)
     embedding = None
     if args.embedding_endpoint or args.indexing_key_file or args.query_key_file:
@@ -44,7 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     try:
         emulator = MongoEmulator(
-            host=args.host, port=args.port, index_build_delay=args.index_delay, data_path=args.data, embedding=embedding
+            host=args.host,
+            port=args.port,
+            index_build_delay=args.index_delay,
+            data_path=args.data,
+            embedding=embedding,
+            test_commands=args.enable_test_commands,
         )
     except (LeafMongoError, OSError, ValueError) as exc:
         print(f"leaf-mongo emulator: {exc}", file=sys.stderr)

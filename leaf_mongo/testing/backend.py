@@ -29,6 +29,7 @@ import mongomock
 from leaf_mongo.testing.commands.aggregate import AggregateCommands
 from leaf_mongo.testing.commands.catalog import CatalogCommands
 from leaf_mongo.testing.commands.handshake import HandshakeCommands
+from leaf_mongo.testing.commands.parameters import ParameterCommands
 from leaf_mongo.testing.commands.reads import ReadCommands
 from leaf_mongo.testing.commands.search_indexes import SearchIndexCommands
 from leaf_mongo.testing.commands.writes import WriteCommands
@@ -44,6 +45,7 @@ from leaf_mongo.testing.errors import (
     CommandError,
     not_implemented,
 )
+from leaf_mongo.testing.failpoints import FailCommand
 from leaf_mongo.testing.search_index import SearchIndex, normalize
 from leaf_mongo.testing.state import SERVER_VERSION, _dup_msg
 
@@ -51,12 +53,21 @@ RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify"})
 # Commands that read no data: answered at once, never behind a long command (a driver's heartbeat is a hello, and
 # pymongo cancels the operations of a server whose heartbeat times out).
 LOCK_FREE = frozenset({"hello", "ismaster", "ping", "buildinfo", "hostinfo", "serverstatus", "getparameter",
-                       "connectionstatus", "whatsmyuri", "endsessions", "killallsessions"})  # fmt: skip
+                       "connectionstatus", "whatsmyuri", "endsessions", "killallsessions",
+                       "getcmdlineopts", "configurefailpoint"})  # fmt: skip
 MAX_RETRY_REPLIES = 10_000
 Handler = Callable[[str, dict[str, Any], int], dict[str, Any]]
 
 
-class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, SearchIndexCommands, AggregateCommands):
+class Backend(
+    HandshakeCommands,
+    ParameterCommands,
+    WriteCommands,
+    ReadCommands,
+    CatalogCommands,
+    SearchIndexCommands,
+    AggregateCommands,
+):
     """All emulator state and the command handlers (see module docstring)."""
 
     def __init__(
@@ -65,9 +76,12 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
         server_version: str = SERVER_VERSION,
         storage: DurableStore | None = None,
         embedding: EmbeddingClient | None = None,
+        test_commands: bool = False,
     ) -> None:
         super().__init__(index_build_delay, server_version)
         self.embedding = embedding
+        self.test_commands = test_commands  # mongod's --setParameter enableTestCommands=1
+        self.fail_command = FailCommand()
         self._retry_replies: dict[str, dict[str, Any]] = {}  # "lsid|txnNumber|command" -> the first reply
         self._handlers: dict[str, Handler] = {
             "hello": self._hello,
@@ -77,7 +91,8 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
             "buildinfo": self._build_info,
             "endsessions": lambda db, cmd, conn: {},
             "killallsessions": lambda db, cmd, conn: {},
-            "getparameter": lambda db, cmd, conn: {},
+            "getparameter": self._get_parameter,
+            "getcmdlineopts": self._get_cmd_line_opts,
             "serverstatus": self._server_status,
             "connectionstatus": lambda db, cmd, conn: {"authInfo": {"authenticatedUsers": []}},
             "whatsmyuri": lambda db, cmd, conn: {"you": "127.0.0.1:0"},
@@ -105,6 +120,8 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
             "updatesearchindex": self._update_search_index,
             "dropsearchindex": self._drop_search_index,
         }
+        if test_commands:
+            self._handlers["configurefailpoint"] = self._configure_fail_point
         if storage is not None:
             for stored in storage.load():
                 self._restore(stored)
@@ -137,13 +154,20 @@ class Backend(HandshakeCommands, WriteCommands, ReadCommands, CatalogCommands, S
         if client_address:
             self._client_address = client_address  # per thread: each connection has its own
         name = next(iter(cmd), None)
+        if self.test_commands and isinstance(name, str):
+            failed = self._fail_before(name, cmd)  # may block, or hang up (CloseConnection)
+            if failed is not None:
+                return self._stamp(failed)
         if isinstance(name, str) and name.lower() in LOCK_FREE:
-            return self._stamp(self._run(db, cmd, connection_id))
+            return self._stamp(self._after(name, cmd, self._run(db, cmd, connection_id)))
         with self._lock:
             reply = self._run(db, cmd, connection_id)
             if self._storage is not None:
                 reply = self._commit(reply)
-            return self._stamp(reply)
+            return self._stamp(self._after(name, cmd, reply))
+
+    def _after(self, name: Any, cmd: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
+        return self._fail_after(name, cmd, reply) if self.test_commands and isinstance(name, str) else reply
 
     def _commit(self, reply: dict[str, Any]) -> dict[str, Any]:
         """Commit the command's changes to disk before the reply may leave; a failed commit is the reply."""

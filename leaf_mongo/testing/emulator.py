@@ -33,7 +33,8 @@ class MongoEmulator:
     :meth:`stop` closes the store; without it nothing touches the disk. ``admit(socket)``, if given, decides
     whether a new connection is served (the local store admits only its owner's processes). ``embedding`` (mongot's
     ``embedding:`` config: provider endpoint and key files) enables ``autoEmbed`` indexes; without it they are
-    refused, as by a mongot with no embedding config.
+    refused, as by a mongot with no embedding config. ``test_commands=True`` is mongod's ``--setParameter
+    enableTestCommands=1``: ``configureFailPoint`` with the ``failCommand`` fail point (off by default).
     """
 
     def __init__(
@@ -45,13 +46,15 @@ class MongoEmulator:
         data_path: str | Path | None = None,
         admit: Admit | None = None,
         embedding: EmbeddingConfig | None = None,
+        test_commands: bool = False,
     ) -> None:
         client = EmbeddingClient(embedding) if embedding is not None else None  # key files checked now, as mongot
         storage = DurableStore(Path(data_path)) if data_path is not None else None
+        options = {"storage": storage, "embedding": client, "test_commands": test_commands}
         self.backend = (
-            Backend(index_build_delay, server_version=server_version, storage=storage, embedding=client)
+            Backend(index_build_delay, server_version=server_version, **options)  # type: ignore[arg-type]
             if server_version
-            else Backend(index_build_delay=index_build_delay, storage=storage, embedding=client)
+            else Backend(index_build_delay=index_build_delay, **options)  # type: ignore[arg-type]
         )
         self._server = WireServer(self.backend.execute, host=host, port=port, admit=admit)
         self._host = host

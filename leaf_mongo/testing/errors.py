@@ -18,6 +18,7 @@ from typing import Any
 # mongo/base/error_codes.yml (the subset the emulator sends)
 INTERNAL_ERROR = 1
 BAD_VALUE = 2
+UNAUTHORIZED = 13
 UNKNOWN_ERROR = 8
 FAILED_TO_PARSE = 9
 TYPE_MISMATCH = 14
@@ -78,7 +79,29 @@ CODE_NAMES: dict[int, str] = {
     COMMAND_NOT_SUPPORTED_ON_VIEW: "CommandNotSupportedOnView",
     NOT_IMPLEMENTED: "NotImplemented",
     NOT_A_RETRYABLE_WRITE_COMMAND: "NotARetryableWriteCommand",
+    UNAUTHORIZED: "Unauthorized",
+    # codes a failCommand fail point typically injects (its errorCode may be any code)
+    6: "HostUnreachable",
+    7: "HostNotFound",
+    50: "MaxTimeMSExpired",
+    64: "WriteConcernFailed",
+    89: "NetworkTimeout",
+    91: "ShutdownInProgress",
+    100: "UnsatisfiableWriteConcern",
+    134: "ReadConcernMajorityNotAvailableYet",
+    189: "PrimarySteppedDown",
+    262: "ExceededTimeLimit",
+    9001: "SocketException",
+    10107: "NotWritablePrimary",
+    11600: "InterruptedAtShutdown",
+    11602: "InterruptedDueToReplStateChange",
+    13435: "NotPrimaryNoSecondaryOk",
+    13436: "NotPrimaryOrSecondary",
 }
+
+
+class CloseConnection(Exception):  # noqa: N818 - an instruction to the wire layer, not an error
+    """Hang up this client's connection without a reply (``failCommand``'s ``closeConnection``)."""
 
 
 class CommandError(Exception):

@@ -9,6 +9,7 @@ encoding, socket binding) and replace the pieces that break real driver use:
 * any exception in a handler killed the connection thread and the socket with
   it, which drivers see as a network error; we always reply with a command error;
 * OP_MSG requests flagged ``moreToCome`` (w=0 writes) must get no reply at all;
+* ``failCommand``'s ``closeConnection`` hangs up without a reply (the handler raises ``CloseConnection``);
 * ``stop()`` must not leave threads or sockets behind (the accept loop polls with
   a short timeout and every connection socket is shut down and joined).
 """
@@ -26,7 +27,7 @@ from typing import Any
 
 from mockupdb import OPCODES, MockupDB, OpMsg, OpQuery, bind_tcp_socket
 
-from leaf_mongo.testing.errors import INTERNAL_ERROR, LEGACY_OP_QUERY, CommandError
+from leaf_mongo.testing.errors import INTERNAL_ERROR, LEGACY_OP_QUERY, CloseConnection, CommandError
 
 _MORE_TO_COME = 1 << 1
 _HEADER = struct.Struct("<iiii")
@@ -162,6 +163,8 @@ class WireServer(MockupDB):  # type: ignore[misc]
             return
         try:
             reply = self._handler(db, dict(request.doc), conn_id, local)
+        except CloseConnection as exc:  # failCommand's closeConnection: hang up, no reply
+            raise ConnectionAbortedError(str(exc)) from exc
         except Exception as exc:  # noqa: BLE001 - never let a bug drop the connection
             reply = CommandError(f"{type(exc).__name__}: {exc}", INTERNAL_ERROR).to_reply()
         if no_reply:

@@ -72,6 +72,9 @@ class HandshakeCommands(BackendState):
         # No topologyVersion: drivers would switch to streaming (awaitable) hello, which
         # needs exhaust support. No compression: we do not implement OP_COMPRESSED.
         name = next(iter(cmd))
+        client = cmd.get("client")
+        if isinstance(client, dict) and isinstance(client.get("application"), dict):
+            self._per_connection.app_name = client["application"].get("name")  # failCommand's appName
         me = self._client_address
         now = dt.datetime.now(dt.timezone.utc)
         op_time = {"ts": Timestamp(max(self._clock_seconds, 1), max(self._clock_increment, 1)), "t": Int64(1)}

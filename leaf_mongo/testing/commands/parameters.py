@@ -1,0 +1,125 @@
+"""``getParameter``, ``getCmdLineOpts`` and the test command ``configureFailPoint``; ``failCommand`` applied.
+
+Test commands exist only on a server started with ``--setParameter enableTestCommands=1``
+(``MongoEmulator(test_commands=True)``, ``python -m leaf_mongo.testing --enable-test-commands``); without it
+mongod has no ``configureFailPoint`` command at all, so the emulator answers ``no such command`` as mongod does.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+from leaf_mongo.testing.errors import (
+    BAD_VALUE,
+    INVALID_OPTIONS,
+    UNAUTHORIZED,
+    CloseConnection,
+    CommandError,
+    not_implemented,
+)
+from leaf_mongo.testing.failpoints import FAIL_COMMAND, FailCommand
+
+# mongod adds RetryableWriteError to these errors of a retryable write (src/mongo/db/error_labels.cpp,
+# ErrorCodes::isRetriableError in error_codes.yml).
+RETRYABLE_CODES = frozenset({6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
+_RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify"})
+
+
+class ParameterCommands:
+    """Server parameters, the command line, and the ``failCommand`` fail point."""
+
+    test_commands: bool
+    fail_command: FailCommand
+    _per_connection: threading.local
+
+    def _parameters(self) -> dict[str, Any]:
+        fcv = ".".join(self.server_version.split(".")[:2])  # type: ignore[attr-defined]
+        return {
+            "enableTestCommands": self.test_commands,
+            "featureCompatibilityVersion": {"version": fcv},
+            "requireApiVersion": False,
+        }
+
+    def _get_parameter(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
+        """``{getParameter: 1, <name>: 1}``, ``{getParameter: "*"}`` and ``{getParameter: {allParameters: true}}``."""
+        if db != "admin":
+            raise CommandError("getParameter may only be run against the admin database.", UNAUTHORIZED)
+        arg = cmd["getParameter"]
+        options = arg if isinstance(arg, dict) else {}
+        if options.get("showDetails"):
+            raise not_implemented("getParameter's showDetails is not supported (emulator limitation)")
+        params = self._parameters()
+        if arg == "*" or options.get("allParameters"):
+            return dict(params)
+        wanted = [k for k in cmd if k not in ("getParameter", "$db", "lsid", "$clusterTime", "$readPreference")]
+        reply = {k: params[k] for k in wanted if k in params}
+        if not reply:
+            raise CommandError("no option found to get", INVALID_OPTIONS)
+        return reply
+
+    def _get_cmd_line_opts(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
+        if db != "admin":
+            raise CommandError("getCmdLineOpts may only be run against the admin database.", UNAUTHORIZED)
+        argv = list(sys.argv) if sys.argv and sys.argv[0] else ["leaf-mongo-emulator"]
+        parsed: dict[str, Any] = {}
+        if self.test_commands:
+            parsed["setParameter"] = {"enableTestCommands": "1"}
+            if "--enable-test-commands" not in argv:
+                argv += ["--setParameter", "enableTestCommands=1"]
+        return {"argv": argv, "parsed": parsed}
+
+    def _configure_fail_point(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
+        if db != "admin":
+            raise CommandError("configureFailPoint may only be run against the admin database.", UNAUTHORIZED)
+        name = cmd["configureFailPoint"]
+        if name != FAIL_COMMAND:
+            raise not_implemented(f"fail point {name!r} is not supported; only failCommand is (emulator limitation)")
+        if "mode" not in cmd:
+            raise CommandError("Missing mode", BAD_VALUE)
+        return {"count": self.fail_command.configure(cmd)}
+
+    def _fail_before(self, name: str, cmd: dict[str, Any]) -> dict[str, Any] | None:
+        """Apply ``failCommand`` before a command runs: block, hang up, or the error reply to send instead."""
+        data = self.fail_command.before_command(name, self._app_name)
+        if data is None:
+            return None
+        if data.get("blockConnection"):
+            time.sleep(float(data.get("blockTimeMS", 0)) / 1000)
+        if data.get("closeConnection"):
+            raise CloseConnection("Failing command due to 'failCommand' failpoint")
+        if "errorCode" not in data:
+            return None
+        code = int(data["errorCode"])
+        reply = CommandError("Failing command via 'failCommand' failpoint", code).to_reply()
+        return _labelled(reply, data, name, cmd, code)
+
+    def _fail_after(self, name: str, cmd: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
+        """Add ``failCommand``'s ``writeConcernError`` to the reply of a command that ran."""
+        if not reply.get("ok"):
+            return reply
+        data = self.fail_command.after_command(name, self._app_name)
+        if data is None:
+            return reply
+        wce = dict(data["writeConcernError"])
+        reply["writeConcernError"] = wce
+        return _labelled(reply, data, name, cmd, wce.get("code"))
+
+    @property
+    def _app_name(self) -> str | None:
+        """The application name this connection's ``hello`` gave (``client.application.name``)."""
+        return getattr(self._per_connection, "app_name", None)
+
+
+def _labelled(reply: dict[str, Any], data: dict[str, Any], name: str, cmd: dict[str, Any], code: Any) -> dict[str, Any]:
+    """``errorLabels``: the fail point's own if given, else those mongod adds (RetryableWriteError)."""
+    if "errorLabels" in data:
+        labels = list(data["errorLabels"])
+    else:
+        retryable_write = name.lower() in _RETRYABLE_WRITES and "txnNumber" in cmd and "autocommit" not in cmd
+        labels = ["RetryableWriteError"] if retryable_write and code in RETRYABLE_CODES else []
+    if labels:
+        reply["errorLabels"] = labels
+    return reply
