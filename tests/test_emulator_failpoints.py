@@ -1,0 +1,251 @@
+"""The ``failCommand`` fail point and the test-command handshake, through real pymongo over the wire.
+
+Each mode (``alwaysOn``, ``times``, ``skip``, ``activationProbability``, ``off``) and each data field
+(``failCommands``, ``closeConnection``, ``errorCode``, ``errorLabels``, ``writeConcernError``,
+``blockConnection``/``blockTimeMS``, ``appName``), pymongo's retryable writes recovering exactly once, and
+the refusal of ``configureFailPoint`` by a server started without test commands, as mongod refuses it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+from pymongo.errors import AutoReconnect, OperationFailure, WriteConcernError
+
+from leaf_mongo.testing import MongoEmulator
+
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[MongoEmulator]:
+    with MongoEmulator(test_commands=True) as em:
+        yield em
+
+
+@pytest.fixture
+def client(emulator: MongoEmulator) -> Iterator[MongoClient[dict[str, Any]]]:
+    with MongoClient(emulator.uri, serverSelectionTimeoutMS=TIMEOUT_MS) as c:
+        c.db.items.drop()
+        yield c
+        c.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+
+
+def fail(client: MongoClient[dict[str, Any]], mode: Any, **data: Any) -> dict[str, Any]:
+    return client.admin.command({"configureFailPoint": "failCommand", "mode": mode, "data": data})
+
+
+def insert_outcomes(client: MongoClient[dict[str, Any]], n: int) -> list[bool]:
+    """Insert ``n`` documents without retries; True where the insert succeeded."""
+    coll = client.get_database("db").items
+    out = []
+    for i in range(n):
+        try:
+            coll.insert_one({"i": i})
+            out.append(True)
+        except OperationFailure:
+            out.append(False)
+    return out
+
+
+# --- getParameter / getCmdLineOpts -------------------------------------------------------------------------
+
+
+def test_get_parameter_forms(client: MongoClient[dict[str, Any]]) -> None:
+    admin = client.admin
+    assert admin.command("getParameter", 1, enableTestCommands=1)["enableTestCommands"] is True
+    every = admin.command("getParameter", "*")
+    assert every["enableTestCommands"] is True
+    assert every["featureCompatibilityVersion"] == {"version": "8.2"}
+    assert admin.command({"getParameter": {"allParameters": True}})["enableTestCommands"] is True
+    with pytest.raises(OperationFailure) as err:
+        admin.command("getParameter", 1, noSuchParameter=1)
+    assert err.value.code == 72 and "no option found to get" in str(err.value)
+    with pytest.raises(OperationFailure) as err:
+        client.db.command("getParameter", 1, enableTestCommands=1)
+    assert err.value.code == 13  # admin only
+
+
+def test_get_cmd_line_opts(client: MongoClient[dict[str, Any]]) -> None:
+    opts = client.admin.command("getCmdLineOpts")
+    assert isinstance(opts["argv"], list)
+    assert opts["parsed"]["setParameter"]["enableTestCommands"] == "1"  # as pymongo's test runner reads it
+
+
+def test_test_commands_off_by_default() -> None:
+    with MongoEmulator() as em, MongoClient(em.uri, serverSelectionTimeoutMS=TIMEOUT_MS) as c:
+        assert c.admin.command("getParameter", 1, enableTestCommands=1)["enableTestCommands"] is False
+        assert "setParameter" not in c.admin.command("getCmdLineOpts")["parsed"]
+        with pytest.raises(OperationFailure) as err:
+            c.admin.command({"configureFailPoint": "failCommand", "mode": "alwaysOn"})
+        assert err.value.code == 59 and "no such command: 'configureFailPoint'" in str(err.value)
+
+
+def test_command_line_flag() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "leaf_mongo.testing", "--port", "0", "--enable-test-commands"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        uri = proc.stdout.readline().split()[-1]
+        with MongoClient(uri, serverSelectionTimeoutMS=TIMEOUT_MS) as c:
+            assert c.admin.command("getParameter", 1, enableTestCommands=1)["enableTestCommands"] is True
+            assert "--enable-test-commands" in c.admin.command("getCmdLineOpts")["argv"]
+            assert c.admin.command({"configureFailPoint": "failCommand", "mode": "off"})["ok"] == 1
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
+
+
+# --- modes ---------------------------------------------------------------------------------------------------
+
+
+def test_always_on_fails_only_listed_commands(client: MongoClient[dict[str, Any]]) -> None:
+    fail(client, "alwaysOn", failCommands=["insert", "configureFailPoint"], errorCode=2)
+    assert insert_outcomes(client, 3) == [False, False, False]
+    assert client.db.items.count_documents({}) == 0  # the failed command never ran; count is not failed
+    with pytest.raises(OperationFailure) as err:
+        client.db.items.insert_one({"x": 1})
+    assert err.value.code == 2 and "Failing command via 'failCommand' failpoint" in str(err.value)
+
+
+def test_times_then_off_and_count(client: MongoClient[dict[str, Any]]) -> None:
+    assert fail(client, {"times": 2}, failCommands=["insert"], errorCode=2)["ok"] == 1
+    assert insert_outcomes(client, 4) == [False, False, True, True]
+    assert fail(client, "off")["count"] >= 2  # mongod's count: how many times the fail point fired
+
+
+def test_skip(client: MongoClient[dict[str, Any]]) -> None:
+    fail(client, {"skip": 2}, failCommands=["insert"], errorCode=2)
+    assert insert_outcomes(client, 4) == [True, True, False, False]
+
+
+def test_activation_probability(client: MongoClient[dict[str, Any]]) -> None:
+    fail(client, {"activationProbability": 0.0}, failCommands=["insert"], errorCode=2)
+    assert all(insert_outcomes(client, 20))
+    fail(client, {"activationProbability": 1.0}, failCommands=["insert"], errorCode=2)
+    assert not any(insert_outcomes(client, 20))
+    fail(client, {"activationProbability": 0.5}, failCommands=["insert"], errorCode=2)
+    successes = sum(insert_outcomes(client, 200))
+    assert 40 < successes < 160
+
+
+def test_off(client: MongoClient[dict[str, Any]]) -> None:
+    fail(client, "alwaysOn", failCommands=["insert"], errorCode=2)
+    fail(client, "off")
+    assert insert_outcomes(client, 2) == [True, True]
+
+
+@pytest.mark.parametrize(
+    ("mode", "code"),
+    [("sometimes", 2), ({"times": -1}, 2), ({"skip": -1}, 2), ({"activationProbability": 2.0}, 2), ({}, 2)],
+)
+def test_bad_modes_refused(client: MongoClient[dict[str, Any]], mode: Any, code: int) -> None:
+    with pytest.raises(OperationFailure) as err:
+        fail(client, mode, failCommands=["insert"], errorCode=2)
+    assert err.value.code == code
+
+
+def test_unsupported_is_refused_as_limitation(client: MongoClient[dict[str, Any]]) -> None:
+    for cmd in (
+        {"configureFailPoint": "hangBeforeIndexBuild", "mode": "alwaysOn"},
+        {"configureFailPoint": "failCommand", "mode": "alwaysOn", "data": {"namespace": "db.items"}},
+    ):
+        with pytest.raises(OperationFailure) as err:
+            client.admin.command(cmd)
+        assert "emulator limitation" in str(err.value)
+    with pytest.raises(OperationFailure) as err:
+        client.db.command({"configureFailPoint": "failCommand", "mode": "off"})
+    assert err.value.code == 13  # admin only
+
+
+# --- data fields ---------------------------------------------------------------------------------------------
+
+
+def test_error_labels(client: MongoClient[dict[str, Any]]) -> None:
+    fail(client, {"times": 1}, failCommands=["find"], errorCode=2, errorLabels=["SomeLabel"])
+    with pytest.raises(OperationFailure) as err:
+        client.db.items.find_one()
+    assert err.value.has_error_label("SomeLabel")
+
+
+def test_close_connection_without_retry(emulator: MongoEmulator, client: MongoClient[dict[str, Any]]) -> None:
+    fail(client, {"times": 1}, failCommands=["insert"], closeConnection=True)
+    with MongoClient(emulator.uri, retryWrites=False, serverSelectionTimeoutMS=TIMEOUT_MS) as plain:
+        with pytest.raises(AutoReconnect):
+            plain.db.items.insert_one({"x": 1})
+        assert plain.db.items.count_documents({}) == 0  # hung up before the insert ran
+
+
+def test_retryable_write_retries_close_connection_once(client: MongoClient[dict[str, Any]]) -> None:
+    fail(client, {"times": 1}, failCommands=["insert"], closeConnection=True)
+    client.db.items.insert_one({"x": 1})
+    assert client.db.items.count_documents({}) == 1
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"errorCode": 10107, "errorLabels": ["RetryableWriteError"]},  # NotWritablePrimary, labelled by the test
+        {"errorCode": 91},  # ShutdownInProgress: mongod labels a retryable write's error itself
+    ],
+)
+def test_retryable_write_error_retried_once(client: MongoClient[dict[str, Any]], data: dict[str, Any]) -> None:
+    fail(client, {"times": 1}, failCommands=["insert", "update", "delete"], **data)
+    client.db.items.insert_many([{"x": 1}, {"x": 2}])
+    fail(client, {"times": 1}, failCommands=["update"], **data)
+    client.db.items.update_one({"x": 1}, {"$inc": {"n": 1}})
+    fail(client, {"times": 1}, failCommands=["delete"], **data)
+    client.db.items.delete_one({"x": 2})
+    assert list(client.db.items.find({}, {"_id": 0})) == [{"x": 1, "n": 1}]
+
+
+def test_non_retryable_error_is_not_labelled(client: MongoClient[dict[str, Any]]) -> None:
+    fail(client, {"times": 2}, failCommands=["insert"], errorCode=11000)
+    with pytest.raises(OperationFailure) as err:
+        client.db.items.insert_one({"x": 1})
+    assert not err.value.has_error_label("RetryableWriteError")
+    assert client.db.items.count_documents({}) == 0
+
+
+def test_write_concern_error(client: MongoClient[dict[str, Any]]) -> None:
+    wce = {"code": 64, "codeName": "WriteConcernFailed", "errmsg": "waiting for replication timed out"}
+    fail(client, {"times": 1}, failCommands=["insert"], writeConcernError=wce)
+    with pytest.raises(WriteConcernError) as err:
+        client.db.items.insert_one({"x": 1})
+    assert err.value.code == 64
+    assert client.db.items.count_documents({}) == 1  # the write itself ran, as on mongod
+
+
+def test_retryable_write_concern_error_retried(client: MongoClient[dict[str, Any]]) -> None:
+    wce = {"code": 91, "errmsg": "Replication is being shut down"}
+    fail(client, {"times": 1}, failCommands=["insert"], writeConcernError=wce)
+    client.db.items.insert_one({"_id": 1})  # retried with the same txnNumber: the first reply, not a second insert
+    assert client.db.items.count_documents({}) == 1
+
+
+def test_block_connection(client: MongoClient[dict[str, Any]]) -> None:
+    fail(client, {"times": 1}, failCommands=["find"], blockConnection=True, blockTimeMS=400)
+    start = time.monotonic()
+    client.db.items.find_one()
+    assert time.monotonic() - start >= 0.4
+    start = time.monotonic()
+    client.db.items.find_one()
+    assert time.monotonic() - start < 0.4
+
+
+def test_app_name(emulator: MongoEmulator, client: MongoClient[dict[str, Any]]) -> None:
+    fail(client, "alwaysOn", failCommands=["insert"], errorCode=2, appName="target")
+    with MongoClient(emulator.uri, appName="target", serverSelectionTimeoutMS=TIMEOUT_MS) as target:
+        assert insert_outcomes(target, 1) == [False]
+    with MongoClient(emulator.uri, appName="other", serverSelectionTimeoutMS=TIMEOUT_MS) as other:
+        assert insert_outcomes(other, 1) == [True]
+    assert insert_outcomes(client, 1) == [True]  # no appName at all
