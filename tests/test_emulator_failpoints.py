@@ -249,3 +249,26 @@ def test_app_name(emulator: MongoEmulator, client: MongoClient[dict[str, Any]]) 
     with MongoClient(emulator.uri, appName="other", serverSelectionTimeoutMS=TIMEOUT_MS) as other:
         assert insert_outcomes(other, 1) == [True]
     assert insert_outcomes(client, 1) == [True]  # no appName at all
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"), [({}, "must specify 'blockTimeMS'"), ({"blockTimeMS": -1}, "non-negative")]
+)
+def test_block_connection_bad_time_fails_the_command(
+    client: MongoClient[dict[str, Any]], extra: dict[str, Any], message: str
+) -> None:
+    fail(client, {"times": 1}, failCommands=["find"], blockConnection=True, **extra)  # accepted, as by mongod
+    with pytest.raises(OperationFailure) as err:
+        client.db.items.find_one()
+    assert err.value.code == 72 and message in str(err.value)
+
+
+def test_fail_commands_match_registered_names(client: MongoClient[dict[str, Any]]) -> None:
+    fail(client, "alwaysOn", failCommands=["findAndModify", "ping"], errorCode=2)
+    with pytest.raises(OperationFailure):
+        client.db.command({"findandmodify": "items", "query": {}, "update": {"$set": {"a": 1}}})
+    with pytest.raises(OperationFailure):
+        client.db.command("ping")
+    fail(client, "alwaysOn", failCommands=["findandmodify", "PING"], errorCode=2)  # not a registered name
+    client.db.command({"findAndModify": "items", "query": {}, "update": {"$set": {"a": 1}}})
+    client.db.command("ping")

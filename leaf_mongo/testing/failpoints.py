@@ -3,7 +3,7 @@
 mongod's ``FailPoint`` (src/mongo/util/fail_point.cpp) has a mode (``alwaysOn``, ``off``,
 ``{times: n}``, ``{skip: n}``, ``{activationProbability: p}``) and a data document; ``failCommand``
 (src/mongo/db/commands.cpp, ``CommandHelpers::evaluateFailCommandFailPoint``) reads that data. Its
-predicate (``shouldActivateFailCommandFailPoint``) holds when the command's name is in ``failCommands``
+predicate (``shouldActivateFailCommandFailPoint``) holds when the command's registered name is in ``failCommands``
 and, if ``appName`` is given, the connection's ``hello`` named that application; ``configureFailPoint``
 itself never matches. The mode is consulted (and a ``times`` budget spent) only when the predicate holds,
 in two places as in mongod: before the command (``blockConnection``, ``closeConnection``, ``errorCode``)
@@ -23,9 +23,22 @@ from leaf_mongo.testing.errors import BAD_VALUE, TYPE_MISMATCH, CommandError, no
 FAIL_COMMAND = "failCommand"
 _DATA_FIELDS = frozenset(
     {"failCommands", "closeConnection", "errorCode", "errorLabels", "writeConcernError",
-     "blockConnection", "blockTimeMS", "appName", "failInternalCommands"}
+     "blockConnection", "blockTimeMS", "appName", "failInternalCommands", "failLocalClients"}
 )  # fmt: skip
 _NEVER_FAILED = frozenset({"configurefailpoint"})  # mongod: "Banned even if in failCommands"
+# mongod compares failCommands, case-sensitively, with the command's registered name (``cmd->getName()``), which
+# an alias or another spelling (``ismaster``, ``findandmodify``) resolves to.
+_CANONICAL = {
+    name.lower(): name
+    for name in (
+        "hello", "isMaster", "ping", "buildInfo", "hostInfo", "serverStatus", "getParameter", "getCmdLineOpts",
+        "connectionStatus", "whatsmyuri", "endSessions", "killAllSessions", "insert", "update", "delete",
+        "findAndModify", "find", "getMore", "killCursors", "aggregate", "explain", "count", "distinct", "create",
+        "drop", "listCollections", "dropDatabase", "listDatabases", "createIndexes", "listIndexes", "dropIndexes",
+        "createSearchIndexes", "updateSearchIndex", "dropSearchIndex",
+    )
+}  # fmt: skip
+_CANONICAL["deleteindexes"] = "dropIndexes"
 
 
 @dataclass
@@ -71,12 +84,12 @@ class FailCommand:
             return dict(self.data)
 
     def _matches(self, name: str, app_name: str | None) -> bool:
-        lowered = name.lower()
-        if lowered in _NEVER_FAILED:
+        if name.lower() in _NEVER_FAILED:
             return False
-        if "appName" in self.data and self.data["appName"] != app_name:
+        if "appName" in self.data and self.data["appName"] != (app_name or ""):
             return False
-        return any(isinstance(c, str) and c.lower() == lowered for c in self.data.get("failCommands", []))
+        canonical = _CANONICAL.get(name.lower(), name)
+        return canonical in self.data.get("failCommands", [])
 
     def _should_fire(self) -> bool:
         if self.mode == "alwaysOn":
@@ -144,8 +157,4 @@ def _check_data(data: dict[str, Any]) -> None:
         raise CommandError("'errorLabels' must be an array of strings", TYPE_MISMATCH)
     if "writeConcernError" in data and not isinstance(data["writeConcernError"], Mapping):
         raise CommandError("'writeConcernError' must be an object", TYPE_MISMATCH)
-    block = data.get("blockTimeMS", 0)
-    if isinstance(block, bool) or not isinstance(block, (int, float)) or block < 0:
-        raise CommandError("'blockTimeMS' must be a non-negative number", BAD_VALUE)
-    if data.get("blockConnection") and "blockTimeMS" not in data:
-        raise CommandError("'blockTimeMS' must be given with 'blockConnection'", BAD_VALUE)
+    # blockTimeMS is checked when the fail point fires, as mongod does (commands/parameters.py)
