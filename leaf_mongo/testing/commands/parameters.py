@@ -89,11 +89,11 @@ class ParameterCommands:
         if data.get("blockConnection"):
             block = data.get("blockTimeMS")
             if isinstance(block, bool) or not isinstance(block, int):  # mongod fails the command itself
-                reply = CommandError("must specify 'blockTimeMS' when 'blockConnection' is true", INVALID_OPTIONS)
-                return _labelled(reply.to_reply(), data, name, cmd, INVALID_OPTIONS)
+                refused = CommandError("must specify 'blockTimeMS' when 'blockConnection' is true", INVALID_OPTIONS)
+                return _labelled(refused.to_reply(), data, name, cmd, INVALID_OPTIONS)
             if block < 0:
-                reply = CommandError("'blockTimeMS' must be non-negative", INVALID_OPTIONS)
-                return _labelled(reply.to_reply(), data, name, cmd, INVALID_OPTIONS)
+                refused = CommandError("'blockTimeMS' must be non-negative", INVALID_OPTIONS)
+                return _labelled(refused.to_reply(), data, name, cmd, INVALID_OPTIONS)
             time.sleep(block / 1000)
         if data.get("closeConnection"):
             raise CloseConnection("Failing command due to 'failCommand' failpoint")
