@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -272,3 +273,77 @@ def test_fail_commands_match_registered_names(client: MongoClient[dict[str, Any]
     fail(client, "alwaysOn", failCommands=["findandmodify", "PING"], errorCode=2)  # not a registered name
     client.db.command({"findAndModify": "items", "query": {}, "update": {"$set": {"a": 1}}})
     client.db.command("ping")
+
+
+# --- leaf-mongo's own ingest under faults --------------------------------------------------------------------
+
+INGEST_FAULTS = {  # (mode, data, retried away): pymongo retries a write once, so a second failure in a row ends it
+    "closeConnection": ({"times": 1}, {"closeConnection": True}, True),
+    "NotWritablePrimary+RetryableWriteError": (
+        {"times": 1},
+        {"errorCode": 10107, "errorLabels": ["RetryableWriteError"]},
+        True,
+    ),
+    "ShutdownInProgress": ({"times": 1}, {"errorCode": 91}, True),  # mongod labels it RetryableWriteError itself
+    "ShutdownInProgress twice": ({"times": 2}, {"errorCode": 91}, False),  # the retry fails too: a re-run converges
+}
+
+
+def _ingest_snapshot(client: MongoClient[dict[str, Any]], db: str) -> dict[str, dict[str, Any]]:
+    from leaf_mongo.spec.vectors import from_binary
+
+    docs = {}
+    for d in client[db]["docs"].find():
+        d["embedding"] = [round(float(x), 5) for x in from_binary(d["embedding"])]
+        docs[str(d["_id"])] = d
+    return docs
+
+
+@pytest.mark.parametrize("fault", sorted(INGEST_FAULTS))
+def test_ingest_under_faults_converges(
+    tmp_path: Path, emulator: MongoEmulator, client: MongoClient[dict[str, Any]], fault: str
+) -> None:
+    """Faults on ingest's writes (retried by pymongo's retryable writes) end in exactly a clean run's collection."""
+    from leaf_mongo.errors import ServerError
+    from leaf_mongo.ingest import MANIFEST_COLLECTION, ingest
+    from leaf_mongo.settings import load_settings
+    from tests.tiny_models import make_tiny_model
+
+    tiny = str(make_tiny_model(tmp_path / "tiny", dimensions=16, seed=4))
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for i in range(6):
+        (root / f"f{i}.md").write_text(f"# Doc {i}\n\n" + " ".join(f"word{i}{j} river cloud" for j in range(40)))
+
+    def run(db: str) -> None:
+        settings = load_settings(
+            uri=emulator.uri, database=db, collection="docs", teacher_model=tiny, leaf_model=tiny, query_prompt="",
+            chunk_size=24, chunk_overlap=4, batch_size=8, write_batch_size=3, index_wait_seconds=60,
+        )  # fmt: skip
+        ingest([root], settings)
+
+    ref_db, faulty_db = f"ref_{len(fault)}", f"faulty_{len(fault)}"
+    run(ref_db)
+    mode, data, retried = INGEST_FAULTS[fault]
+    before = fail(client, mode, failCommands=["insert", "update", "delete"], **data)["count"]
+    try:
+        if retried:
+            run(faulty_db)
+        else:
+            with pytest.raises(ServerError, match="Failing command via 'failCommand' failpoint"):
+                run(faulty_db)
+    finally:
+        fired = fail(client, "off")["count"] - before
+    assert fired == mode["times"]  # the fault really hit ingest's writes
+    if not retried:
+        run(faulty_db)  # the re-run after a clear error
+    ref, got = _ingest_snapshot(client, ref_db), _ingest_snapshot(client, faulty_db)
+    assert ref and got == ref
+
+    def manifest(db: str) -> list[dict[str, Any]]:
+        return [
+            {k: v for k, v in m.items() if not k.endswith("_at")}
+            for m in client[db][MANIFEST_COLLECTION].find({}, sort=[("_id", 1)])
+        ]
+
+    assert manifest(ref_db) and manifest(faulty_db) == manifest(ref_db)
