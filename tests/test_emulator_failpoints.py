@@ -349,3 +349,20 @@ def test_ingest_under_faults_converges(
         ]
 
     assert manifest(ref_db) and manifest(faulty_db) == manifest(ref_db)
+
+
+def test_async_client_retries_once(emulator: MongoEmulator, client: MongoClient[dict[str, Any]]) -> None:
+    import asyncio
+
+    from pymongo import AsyncMongoClient
+
+    async def scenario() -> int:
+        async with AsyncMongoClient(emulator.uri, serverSelectionTimeoutMS=TIMEOUT_MS) as aclient:
+            await aclient.admin.command(
+                {"configureFailPoint": "failCommand", "mode": {"times": 1},
+                 "data": {"failCommands": ["insert"], "closeConnection": True}}
+            )  # fmt: skip
+            await aclient.db.items.insert_one({"x": 1})
+            return await aclient.db.items.count_documents({})
+
+    assert asyncio.run(scenario()) == 1
