@@ -158,7 +158,7 @@ def test_bad_modes_refused(client: MongoClient[dict[str, Any]], mode: Any, code:
 def test_unsupported_is_refused_as_limitation(client: MongoClient[dict[str, Any]]) -> None:
     for cmd in (
         {"configureFailPoint": "hangBeforeIndexBuild", "mode": "alwaysOn"},
-        {"configureFailPoint": "failCommand", "mode": "alwaysOn", "data": {"namespace": "db.items"}},
+        {"configureFailPoint": "failCommand", "mode": "alwaysOn", "data": {"threadName": "conn1"}},
     ):
         with pytest.raises(OperationFailure) as err:
             client.admin.command(cmd)
@@ -366,3 +366,13 @@ def test_async_client_retries_once(emulator: MongoEmulator, client: MongoClient[
             return await aclient.db.items.count_documents({})
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_namespace(client: MongoClient[dict[str, Any]]) -> None:
+    fail(client, "alwaysOn", failCommands=["insert", "find"], errorCode=2, namespace="db.items")
+    assert insert_outcomes(client, 1) == [False]
+    with pytest.raises(OperationFailure):
+        client.db.items.find_one()
+    client.db.others.insert_one({"x": 1})
+    assert client.db.others.find_one({}, {"_id": 0}) == {"x": 1}
+    client.other.items.insert_one({"x": 1})

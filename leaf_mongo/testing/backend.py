@@ -155,19 +155,19 @@ class Backend(
             self._client_address = client_address  # per thread: each connection has its own
         name = next(iter(cmd), None)
         if self.test_commands and isinstance(name, str):
-            failed = self._fail_before(name, cmd)  # may block, or hang up (CloseConnection)
+            failed = self._fail_before(db, name, cmd)  # may block, or hang up (CloseConnection)
             if failed is not None:
                 return self._stamp(failed)
         if isinstance(name, str) and name.lower() in LOCK_FREE:
-            return self._stamp(self._after(name, cmd, self._run(db, cmd, connection_id)))
+            return self._stamp(self._after(db, name, cmd, self._run(db, cmd, connection_id)))
         with self._lock:
             reply = self._run(db, cmd, connection_id)
             if self._storage is not None:
                 reply = self._commit(reply)
-            return self._stamp(self._after(name, cmd, reply))
+            return self._stamp(self._after(db, name, cmd, reply))
 
-    def _after(self, name: Any, cmd: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
-        return self._fail_after(name, cmd, reply) if self.test_commands and isinstance(name, str) else reply
+    def _after(self, db: str, name: Any, cmd: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
+        return self._fail_after(db, name, cmd, reply) if self.test_commands and isinstance(name, str) else reply
 
     def _commit(self, reply: dict[str, Any]) -> dict[str, Any]:
         """Commit the command's changes to disk before the reply may leave; a failed commit is the reply."""

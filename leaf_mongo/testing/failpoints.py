@@ -23,7 +23,7 @@ from leaf_mongo.testing.errors import BAD_VALUE, TYPE_MISMATCH, CommandError, no
 FAIL_COMMAND = "failCommand"
 _DATA_FIELDS = frozenset(
     {"failCommands", "closeConnection", "errorCode", "errorLabels", "writeConcernError",
-     "blockConnection", "blockTimeMS", "appName", "failInternalCommands", "failLocalClients"}
+     "blockConnection", "blockTimeMS", "appName", "failInternalCommands", "failLocalClients", "namespace"}
 )  # fmt: skip
 _NEVER_FAILED = frozenset({"configurefailpoint"})  # mongod: "Banned even if in failCommands"
 # mongod compares failCommands, case-sensitively, with the command's registered name (``cmd->getName()``), which
@@ -65,26 +65,28 @@ class FailCommand:
             self.mode, self.remaining, self.probability, self.data = mode, remaining, probability, data
             return before
 
-    def before_command(self, name: str, app_name: str | None) -> dict[str, Any] | None:
+    def before_command(self, name: str, app_name: str | None, nss: str) -> dict[str, Any] | None:
         """The data if the fail point fires before ``name`` runs (block, close or error)."""
         keys = ("closeConnection", "errorCode", "blockConnection")
-        return self._fire(name, app_name, lambda data: any(k in data for k in keys))
+        return self._fire(name, app_name, nss, lambda data: any(k in data for k in keys))
 
-    def after_command(self, name: str, app_name: str | None) -> dict[str, Any] | None:
+    def after_command(self, name: str, app_name: str | None, nss: str) -> dict[str, Any] | None:
         """The data if the fail point adds its ``writeConcernError`` to the reply of ``name``."""
-        return self._fire(name, app_name, lambda data: "writeConcernError" in data)
+        return self._fire(name, app_name, nss, lambda data: "writeConcernError" in data)
 
-    def _fire(self, name: str, app_name: str | None, wanted: Any) -> dict[str, Any] | None:
+    def _fire(self, name: str, app_name: str | None, nss: str, wanted: Any) -> dict[str, Any] | None:
         with self._lock:
-            if self.mode == "off" or not self._matches(name, app_name) or not wanted(self.data):
+            if self.mode == "off" or not self._matches(name, app_name, nss) or not wanted(self.data):
                 return None
             if not self._should_fire():
                 return None
             self.entered += 1
             return dict(self.data)
 
-    def _matches(self, name: str, app_name: str | None) -> bool:
+    def _matches(self, name: str, app_name: str | None, nss: str) -> bool:
         if name.lower() in _NEVER_FAILED:
+            return False
+        if "namespace" in self.data and self.data["namespace"] != nss:
             return False
         if "appName" in self.data and self.data["appName"] != (app_name or ""):
             return False
@@ -141,10 +143,24 @@ def _integer(value: Any, option: str) -> int:
     return int(value)
 
 
+def command_namespace(db: str, name: str, cmd: Mapping[str, Any]) -> str:
+    """The namespace mongod's ``invocation->ns()`` gives a command, which ``namespace`` is compared with."""
+    if name.lower() == "getmore":
+        return f"{db}.{cmd.get('collection')}"
+    target = cmd.get(name)
+    if isinstance(target, str):
+        return f"{db}.{target}"
+    if name.lower() == "aggregate":
+        return f"{db}.$cmd.aggregate"  # a collectionless aggregate
+    return db
+
+
 def _check_data(data: dict[str, Any]) -> None:
     unknown = sorted(set(data) - _DATA_FIELDS)
     if unknown:
         raise not_implemented(f"failCommand data field(s) {unknown} are not supported (emulator limitation)")
+    if not isinstance(data.get("namespace", ""), str):
+        raise CommandError("'namespace' must be a string", TYPE_MISMATCH)
     if data.get("failInternalCommands"):
         raise not_implemented("failInternalCommands: the emulator has no internal clients (emulator limitation)")
     commands = data.get("failCommands", [])

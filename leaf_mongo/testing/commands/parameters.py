@@ -20,7 +20,7 @@ from leaf_mongo.testing.errors import (
     CommandError,
     not_implemented,
 )
-from leaf_mongo.testing.failpoints import FAIL_COMMAND, FailCommand
+from leaf_mongo.testing.failpoints import FAIL_COMMAND, FailCommand, command_namespace
 
 # mongod adds RetryableWriteError to these errors of a retryable write (src/mongo/db/error_labels.cpp,
 # ErrorCodes::isRetriableError in error_codes.yml).
@@ -81,9 +81,9 @@ class ParameterCommands:
             raise CommandError("Missing mode", BAD_VALUE)
         return {"count": self.fail_command.configure(cmd)}
 
-    def _fail_before(self, name: str, cmd: dict[str, Any]) -> dict[str, Any] | None:
+    def _fail_before(self, db: str, name: str, cmd: dict[str, Any]) -> dict[str, Any] | None:
         """Apply ``failCommand`` before a command runs: block, hang up, or the error reply to send instead."""
-        data = self.fail_command.before_command(name, self._app_name)
+        data = self.fail_command.before_command(name, self._app_name, command_namespace(db, name, cmd))
         if data is None:
             return None
         if data.get("blockConnection"):
@@ -103,11 +103,11 @@ class ParameterCommands:
         reply = CommandError("Failing command via 'failCommand' failpoint", code).to_reply()
         return _labelled(reply, data, name, cmd, code)
 
-    def _fail_after(self, name: str, cmd: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
+    def _fail_after(self, db: str, name: str, cmd: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
         """Add ``failCommand``'s ``writeConcernError`` to the reply of a command that ran."""
         if not reply.get("ok"):
             return reply
-        data = self.fail_command.after_command(name, self._app_name)
+        data = self.fail_command.after_command(name, self._app_name, command_namespace(db, name, cmd))
         if data is None:
             return reply
         wce = dict(data["writeConcernError"])
