@@ -51,7 +51,7 @@ def resolve_uri(settings: LeafMongoSettings) -> str:
     return uri
 
 
-def client_options(settings: LeafMongoSettings, uri: str | None = None) -> dict[str, Any]:
+def client_options(settings: LeafMongoSettings, uri: str) -> dict[str, Any]:
     """Keyword arguments for ``MongoClient`` / ``AsyncMongoClient`` built from settings.
 
     A single-host ``mongodb://`` URI that names no replica set connects directly (as ``mongosh`` does): the
@@ -63,7 +63,6 @@ def client_options(settings: LeafMongoSettings, uri: str | None = None) -> dict[
         "serverSelectionTimeoutMS": settings.server_timeout_ms,
         "driver": DriverInfo(name="leaf-mongo", version=__version__),
     }
-    uri = uri if uri is not None else resolve_uri(settings)
     try:
         parsed = parse_uri(uri, validate=False, warn=True)
     except Exception:  # noqa: BLE001 - let MongoClient report a malformed URI itself

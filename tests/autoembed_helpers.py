@@ -104,3 +104,18 @@ def scripted_provider() -> Iterator[ScriptedProvider]:
         yield provider
     finally:
         provider.close()
+
+
+def serve_leaf_ir_pair(models: dict[str, str], root: Path) -> Iterator[tuple[Any, Path]]:
+    """A running ``leaf-mongo serve`` of the tiny leaf-ir + arctic pair, keyed as mongot's ``embedding:`` config
+    in ``root`` expects (for a module fixture: ``yield from serve_leaf_ir_pair(models, tmp_path)``)."""
+    from tests.serve_helpers import ServeProcess
+
+    config = embedding_config("http://unused", root)
+    args = [
+        "--teacher-model", models["arctic"], "--leaf-model", models["leaf-ir"], "--leaf-backend", "torch",
+        "--indexing-key-file", config.indexing_key_file, "--query-key-file", config.query_key_file,
+    ]  # fmt: skip
+    server = ServeProcess(args, root / "serve.log")
+    yield server, root
+    assert server.stop()

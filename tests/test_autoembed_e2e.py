@@ -14,8 +14,8 @@ from pymongo import MongoClient
 from pymongo.operations import SearchIndexModel
 
 from leaf_mongo.testing import MongoEmulator, wait_for_search_index
-from tests.autoembed_helpers import embedding_config
-from tests.serve_helpers import ServeProcess, expected
+from tests.autoembed_helpers import embedding_config, serve_leaf_ir_pair
+from tests.serve_helpers import expected
 
 TEXTS = [
     "MongoDB stores documents as BSON.",
@@ -36,15 +36,7 @@ QUERIES = ["how do nearest neighbour indexes work", "rivers of Africa", "what is
 
 @pytest.fixture(scope="module")
 def serve(models: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    root = tmp_path_factory.mktemp("serve")
-    config = embedding_config("http://unused", root)
-    args = [
-        "--teacher-model", models["arctic"], "--leaf-model", models["leaf-ir"], "--leaf-backend", "torch",
-        "--indexing-key-file", config.indexing_key_file, "--query-key-file", config.query_key_file,
-    ]  # fmt: skip
-    server = ServeProcess(args, root / "serve.log")
-    yield server, root
-    assert server.stop()
+    yield from serve_leaf_ir_pair(models, tmp_path_factory.mktemp("serve"))
 
 
 def test_query_text_through_serve_equals_client_side_search(serve: Any, models: dict[str, str]) -> None:

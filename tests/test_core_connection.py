@@ -20,7 +20,7 @@ from leaf_mongo.connection import client_options, server_error
     ],
 )
 def test_direct_connection_for_single_host(uri: str, direct: bool | None) -> None:
-    assert client_options(load_settings(uri=uri)).get("directConnection") is direct
+    assert client_options(load_settings(uri=uri), uri).get("directConnection") is direct
 
 
 def test_server_errors_read_as_one_line() -> None:

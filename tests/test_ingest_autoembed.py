@@ -22,21 +22,13 @@ from leaf_mongo.errors import SettingsError, SpecMismatchError
 from leaf_mongo.spec.index import vector_index_definition
 from leaf_mongo.spec.vector_spec import VectorSpec
 from leaf_mongo.testing import MongoEmulator
-from tests.autoembed_helpers import embedding_config, scripted_provider
-from tests.serve_helpers import ROOT, ServeProcess
+from tests.autoembed_helpers import embedding_config, scripted_provider, serve_leaf_ir_pair
+from tests.serve_helpers import ROOT
 
 
 @pytest.fixture(scope="module")
 def serve(models: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
-    root = tmp_path_factory.mktemp("serve")
-    config = embedding_config("http://unused", root)
-    args = [
-        "--teacher-model", models["arctic"], "--leaf-model", models["leaf-ir"], "--leaf-backend", "torch",
-        "--indexing-key-file", config.indexing_key_file, "--query-key-file", config.query_key_file,
-    ]  # fmt: skip
-    server = ServeProcess(args, root / "serve.log")
-    yield server, root
-    assert server.stop()
+    yield from serve_leaf_ir_pair(models, tmp_path_factory.mktemp("serve"))
 
 
 def _top10(settings: Any, query: str, **kw: Any) -> list[tuple[str, float]]:

@@ -62,7 +62,7 @@ from leaf_mongo.spec.vectors import bson_vector_size
 HASH_CHUNK = 1 << 20
 
 Action = Literal["create", "recreate", "update", "keep"]
-"""What :meth:`Ingestor.prepare` does to the collection."""
+"""What :meth:`Ingestor.decide` chooses to do to the collection."""
 
 
 @dataclass(frozen=True)
@@ -168,18 +168,10 @@ class Ingestor:
 
     # -- spec and index -----------------------------------------------------------------------
 
-    def prepare(self, *, recreate: bool, dry_run: bool, writing: bool = True) -> Action:
-        """Reconcile the stored spec with the requested one; returns what happens to the collection.
-
-        The models load (and the query model is checked) before anything is written, so a run that cannot load
-        them leaves the collection as it was. ``writing``: chunks will be written, so the teacher is needed.
-        """
-        action = self.decide(recreate=recreate)
-        if not dry_run:
-            self._persist(action, writing)
-        return action
-
     def _persist(self, action: Action, writing: bool) -> None:
+        """Carry out what :meth:`decide` chose. The models load (and the query model is checked) before anything
+        is written, so a run that cannot load them leaves the collection as it was. ``writing``: chunks will be
+        written, so the teacher is needed."""
         if action != "keep" and self.spec.autoembed_model is None:  # autoEmbed: the service checks its pair
             # A query model that cannot be loaded, or of another space or dimension, would make every later
             # search fail: refuse now, before anything is written.
@@ -195,8 +187,8 @@ class Ingestor:
             save_spec(self.collection, self.spec, self.settings.index_name, self.settings.fulltext_index_name)
 
     def decide(self, *, recreate: bool) -> Action:
-        """What :meth:`prepare` would do (reads only). A stored spec with no chunks behind it (a first run
-        that failed before writing any) never blocks another spec: it is replaced."""
+        """What the run will do to the collection (reads only; :meth:`_persist` does it). A stored spec with no
+        chunks behind it (a first run that failed before writing any) never blocks another spec: it is replaced."""
         stored = self.stored_spec
         where = self.collection.full_name
         has_docs = self.collection.find_one({}, {"_id": 1}) is not None

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sys
 import threading
 import time
 from pathlib import Path
-from types import FrameType
 
 from leaf_mongo._version import __version__
 from leaf_mongo.errors import LeafMongoError
 from leaf_mongo.local.files import ServerState, prepare_folder, remove_state, take_serve_lock, write_state
 from leaf_mongo.local.peers import same_user
 from leaf_mongo.testing.durable import FORMAT_VERSION
-from leaf_mongo.testing.emulator import MongoEmulator
+from leaf_mongo.testing.emulator import MongoEmulator, stop_on_signals
 
 HOST = "127.0.0.1"
 
@@ -33,13 +31,7 @@ def serve(folder: Path, port: int = 0, prefer_port: int = 0) -> int:
     if lock is None:
         print(f"leaf-mongo local: another process already serves {folder}", file=sys.stderr, flush=True)
         return 1
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    stop = stop_on_signals()
     try:
         return _run(folder, port or _free(prefer_port), stop)
     finally:

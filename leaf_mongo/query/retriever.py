@@ -281,13 +281,14 @@ class LeafRetriever(BaseRetriever):
                 f"cannot query {where}: {'; '.join(conflicts)}. Query with the stored settings "
                 "(or re-ingest with the new ones); the server would silently return nothing."
             )
-        state = QueryState(spec=spec, encoder=self._query_encoder(spec, where), where=where, indexes={})
-        state.server_embeds = bool(spec.autoembed_model) and self.autoembed_query == "text"
+        encoder = self._query_encoder(spec, where)
         if self.rescore:
             rescore_field(spec, where)
         if self.pre_filter is not None:
             validate_pre_filter(self.pre_filter, spec.filter_fields, where)
-        state.indexes = {str(e.get("name")): dict(e) for e in entries}
+        indexes = {str(e.get("name")): dict(e) for e in entries}
+        state = QueryState(spec=spec, encoder=encoder, where=where, indexes=indexes)
+        state.server_embeds = bool(spec.autoembed_model) and self.autoembed_query == "text"
         self._require(state, self.search_mode)
         return state
 

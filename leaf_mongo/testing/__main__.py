@@ -6,14 +6,11 @@ Prints exactly one line once it accepts connections and exits 0 on SIGINT/SIGTER
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from types import FrameType
 
 from leaf_mongo.errors import LeafMongoError
 from leaf_mongo.testing.embedding import EmbeddingConfig
-from leaf_mongo.testing.emulator import MongoEmulator
+from leaf_mongo.testing.emulator import MongoEmulator, stop_on_signals
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,13 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--embedding-endpoint, --indexing-key-file and --query-key-file go together")
         embedding = EmbeddingConfig(args.embedding_endpoint, args.indexing_key_file, args.query_key_file)
 
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    stop = stop_on_signals()
     try:
         emulator = MongoEmulator(
             host=args.host,

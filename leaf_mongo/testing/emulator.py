@@ -12,8 +12,10 @@ HNSW index would return approximate neighbours.
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 
 from leaf_mongo.testing.backend import Backend
 from leaf_mongo.testing.durable import DurableStore
@@ -109,3 +111,16 @@ class MongoEmulator:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM: a foreground server (the emulator's, the local store's) waits on it and
+    then shuts down in order instead of dying mid-command."""
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    return stop
