@@ -21,7 +21,7 @@ fi
 
 if [ "$#" -eq 0 ]; then
   set -- "$repo_root/docker-compose.yml" "$repo_root/docker-compose.atlas-local.yml" \
-    "$repo_root/docker-compose.autoembed.yml"
+    "$repo_root/docker-compose.autoembed.yml" "$repo_root/docker-compose.test-commands.yml"
 fi
 
 "$validator" --builtin-schema vendor.compose-spec "$@"

@@ -19,6 +19,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 ATLAS_LOCAL = ROOT / "docker-compose.atlas-local.yml"
+TEST_COMMANDS = ROOT / "docker-compose.test-commands.yml"
 DEPLOY = ROOT / "deploy"
 MONGOD_CONF = DEPLOY / "mongod.conf"
 MONGOT_CONF = DEPLOY / "mongot.conf"
@@ -80,7 +81,7 @@ def mongot_conf() -> dict:
 
 
 def test_compose_files_match_compose_schema():
-    result = _run_validator(COMPOSE, ATLAS_LOCAL)
+    result = _run_validator(COMPOSE, ATLAS_LOCAL, TEST_COMMANDS)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -263,3 +264,13 @@ def test_testing_only_flag_not_used(compose):
     command = " ".join(compose["services"]["mongot"]["command"])
     assert "--internalListAllIndexesForTesting" not in command
     assert "--internalListAllIndexesForTesting" in text  # documented in a comment
+
+
+def test_test_commands_override_only_adds_the_parameter(compose):
+    """The fault tests' override repeats mongod's command (compose replaces it whole) plus enableTestCommands."""
+    base = compose["services"]["mongod"]["command"]
+    override = _load(TEST_COMMANDS)
+    assert set(override["services"]) == {"mongod"}
+    command = override["services"]["mongod"]["command"]
+    assert command == [*base[:-1], "--setParameter", "enableTestCommands=1", base[-1]]
+    assert base[-1].startswith("--replSetMember=")  # one token, last, as the image's entrypoint strips it
