@@ -57,8 +57,8 @@ class MongoEmulator:
         users: UserSource | None = None,
     ) -> None:
         client = EmbeddingClient(embedding) if embedding is not None else None  # key files checked now, as mongot
+        loaded = Users.load(users) if users is not None else None  # before the store opens: a bad file opens nothing
         storage = DurableStore(Path(data_path)) if data_path is not None else None
-        loaded = Users.load(users) if users is not None else None
         options = {"storage": storage, "embedding": client, "test_commands": test_commands, "users": loaded}
         self.backend = (
             Backend(index_build_delay, server_version=server_version, **options)  # type: ignore[arg-type]
