@@ -345,3 +345,17 @@ def test_command_line_users(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(20) == 0
+
+
+def test_user_management_and_other_mechanisms_are_refused_clearly(emulator: MongoEmulator) -> None:
+    with client(uri(emulator)) as anonymous, pytest.raises(OperationFailure) as info:
+        anonymous.admin.command("createUser", "bob", pwd="x", roles=[])
+    assert info.value.code == 13 and "Command createUser requires authentication" in str(info.value)
+    with client(uri(emulator, "alice", PASSWORD)) as c:
+        for command in ({"createUser": "bob", "pwd": "x", "roles": []}, {"usersInfo": 1}, {"dropUser": "alice"}):
+            with pytest.raises(OperationFailure) as info:
+                c.admin.command(command)
+            assert info.value.code == 238 and "emulator limitation" in str(info.value)
+    with client(uri(emulator)) as anonymous, pytest.raises(OperationFailure) as info:
+        anonymous["$external"].command("authenticate", 1, mechanism="MONGODB-X509")
+    assert info.value.code == 238 and "emulator limitation" in str(info.value)

@@ -27,7 +27,7 @@ from typing import Any
 import mongomock
 
 from leaf_mongo.testing.commands.aggregate import AggregateCommands
-from leaf_mongo.testing.commands.auth import AuthCommands
+from leaf_mongo.testing.commands.auth import USER_ADMIN, AuthCommands
 from leaf_mongo.testing.commands.catalog import CatalogCommands
 from leaf_mongo.testing.commands.handshake import HandshakeCommands
 from leaf_mongo.testing.commands.parameters import ParameterCommands
@@ -127,6 +127,7 @@ class Backend(
             "updatesearchindex": self._update_search_index,
             "dropsearchindex": self._drop_search_index,
         }
+        self._handlers.update(dict.fromkeys(USER_ADMIN, self._user_admin), authenticate=self._authenticate_command)
         if test_commands:
             self._handlers["configurefailpoint"] = self._configure_fail_point
         if storage is not None:

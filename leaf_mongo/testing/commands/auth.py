@@ -32,6 +32,7 @@ from leaf_mongo.testing.errors import (
     UNAUTHORIZED,
     CommandError,
     authentication_failed,
+    not_implemented,
 )
 from leaf_mongo.testing.failpoints import canonical_name
 from leaf_mongo.testing.users import MECHANISM, Users
@@ -40,7 +41,13 @@ from leaf_mongo.testing.users import MECHANISM, Users
 # connectionStatus, and configureFailPoint (enabled only from the command line). buildInfo needs authentication
 # by default since mongod's buildInfoAuthMode parameter (requiresAuth).
 PRE_AUTH = frozenset({"hello", "ismaster", "ping", "saslstart", "saslcontinue", "connectionstatus",
-                      "configurefailpoint"})  # fmt: skip
+                      "configurefailpoint", "authenticate"})  # fmt: skip
+# User and role management: users come from the users file, so these are refused as a limitation (after the
+# authentication check, as mongod checks it first).
+USER_ADMIN = frozenset({"createuser", "updateuser", "dropuser", "dropallusersfromdatabase", "usersinfo",
+                        "grantrolestouser", "revokerolesfromuser", "createrole", "updaterole", "droprole",
+                        "dropallrolesfromdatabase", "rolesinfo", "grantprivilegestorole", "revokeprivilegesfromrole",
+                        "grantrolestorole", "revokerolesfromrole", "invalidateusercache"})  # fmt: skip
 SCRAM_MECHANISMS = ("SCRAM-SHA-1", MECHANISM)
 _MECHANISM = "saslStart.mechanism"
 NO_USERS = (
@@ -83,6 +90,19 @@ class AuthCommands:
         users = [{"user": who[0], "db": who[1]}] if who else []
         roles = [{"role": "root", "db": "admin"}] if who else []
         return {"authInfo": {"authenticatedUsers": users, "authenticatedUserRoles": roles}}
+
+    def _user_admin(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
+        raise not_implemented(
+            f"{next(iter(cmd))}: users and roles come from the users file given at start (--users FILE, "
+            "MongoEmulator(users=...)); user and role management commands are not supported (emulator limitation)"
+        )
+
+    def _authenticate_command(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
+        mechanism = cmd.get("mechanism")
+        raise not_implemented(
+            f"authenticate with {mechanism!r}: the emulator authenticates with SCRAM-SHA-256 (saslStart) only; "
+            "it has no TLS, hence no MONGODB-X509 (emulator limitation)"
+        )
 
     def _sasl_start(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         self._per_connection.sasl = None  # a new saslStart abandons the conversation in progress
