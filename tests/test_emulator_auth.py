@@ -359,3 +359,21 @@ def test_user_management_and_other_mechanisms_are_refused_clearly(emulator: Mong
     with client(uri(emulator)) as anonymous, pytest.raises(OperationFailure) as info:
         anonymous["$external"].command("authenticate", 1, mechanism="MONGODB-X509")
     assert info.value.code == 238 and "emulator limitation" in str(info.value)
+
+
+def test_pymongo_authenticates_speculatively() -> None:
+    """pymongo's own handshake: the saslStart rides in the connection's first hello, mongod-style, so one
+    saslContinue (skipEmptyExchange) finishes it and no separate saslStart is sent."""
+    names: list[str] = []
+    with MongoEmulator(users=[{"user": "alice", "password": PASSWORD}]) as em:
+        execute = em.backend.execute
+
+        def spy(db: str, cmd: dict[str, Any], *args: Any) -> dict[str, Any]:
+            names.append(next(iter(cmd)) + ("+speculative" if "speculativeAuthenticate" in cmd else ""))
+            return execute(db, cmd, *args)
+
+        em._server._handler = spy
+        with client(uri(em, "alice", PASSWORD)) as c:
+            c.db.items.insert_one({"x": 1})
+    auth = [n for n in names if n.endswith("+speculative") or n.startswith("sasl")]
+    assert auth in (["ismaster+speculative", "saslContinue"], ["hello+speculative", "saslContinue"]), names
