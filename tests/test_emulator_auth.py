@@ -377,3 +377,15 @@ def test_pymongo_authenticates_speculatively() -> None:
             c.db.items.insert_one({"x": 1})
     auth = [n for n in names if n.endswith("+speculative") or n.startswith("sasl")]
     assert auth in (["ismaster+speculative", "saslContinue"], ["hello+speculative", "saslContinue"]), names
+
+
+def test_command_line_refuses_a_bad_users_file(tmp_path: Path) -> None:
+    path = write_users(tmp_path, [{"user": "alice", "password": PASSWORD}])
+    path.chmod(0o640)
+    done = subprocess.run(
+        [sys.executable, "-m", "leaf_mongo.testing", "--port", "0", "--users", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "too open" in done.stderr and PASSWORD not in done.stderr + done.stdout

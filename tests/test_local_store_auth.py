@@ -18,7 +18,9 @@ from urllib.parse import quote
 import pytest
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import OperationFailure
+from typer.testing import CliRunner
 
+from leaf_mongo.cli.app import app
 from leaf_mongo.connection import check_server, make_async_client, make_client
 from leaf_mongo.errors import LocalStoreError, ServerError
 from leaf_mongo.local import ensure_server, status, stop
@@ -68,6 +70,9 @@ def test_local_store_with_users(folder: Path, users: Path) -> None:
         assert info.value.code == 13 and "Command aggregate requires authentication" in str(info.value)
     info_ = status(folder)  # status reads the file: it needs no credentials
     assert info_ is not None and info_["running"] and info_["collections"][0]["documents"] == 3
+    assert info_["users"] == str(users.resolve()) and info_["test_commands"] is False
+    shown = CliRunner().invoke(app, ["local", "status", "--path", str(folder)])
+    assert shown.exit_code == 0 and "authenticating the users of" in shown.output and PASSWORD not in shown.output
 
 
 async def test_local_store_with_users_async(folder: Path, users: Path) -> None:
