@@ -389,3 +389,10 @@ def test_command_line_refuses_a_bad_users_file(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 2 and "too open" in done.stderr and PASSWORD not in done.stderr + done.stdout
+
+
+def test_build_info_before_authentication_on_an_older_server() -> None:
+    """SERVER-90284 (8.1): buildInfo needs authentication by default; an 8.0 server ran it before authentication."""
+    users = [{"user": "alice", "password": PASSWORD}]
+    with MongoEmulator(users=users, server_version="8.0.4") as em, client(uri(em)) as c:
+        assert c.admin.command("buildInfo")["version"] == "8.0.4"

@@ -35,11 +35,12 @@ from leaf_mongo.testing.errors import (
     not_implemented,
 )
 from leaf_mongo.testing.failpoints import canonical_name
+from leaf_mongo.testing.state import version_tuple
 from leaf_mongo.testing.users import MECHANISM, Users
 
 # Commands mongod runs before authentication (requiresAuth() false): the handshake, the SASL steps, ping,
 # connectionStatus, and configureFailPoint (enabled only from the command line). buildInfo needs authentication
-# by default since mongod's buildInfoAuthMode parameter (requiresAuth).
+# from 8.1 (SERVER-90284: the buildInfoAuthMode parameter, default requiresAuth); an older server runs it before.
 PRE_AUTH = frozenset({"hello", "ismaster", "ping", "saslstart", "saslcontinue", "connectionstatus",
                       "configurefailpoint", "authenticate"})  # fmt: skip
 # User and role management: users come from the users file, so these are refused as a limitation (after the
@@ -48,6 +49,7 @@ USER_ADMIN = frozenset({"createuser", "updateuser", "dropuser", "dropallusersfro
                         "grantrolestouser", "revokerolesfromuser", "createrole", "updaterole", "droprole",
                         "dropallrolesfromdatabase", "rolesinfo", "grantprivilegestorole", "revokeprivilegesfromrole",
                         "grantrolestorole", "revokerolesfromrole", "invalidateusercache"})  # fmt: skip
+BUILD_INFO_NEEDS_AUTH = (8, 1)
 SCRAM_MECHANISMS = ("SCRAM-SHA-1", MECHANISM)
 _MECHANISM = "saslStart.mechanism"
 NO_USERS = (
@@ -72,6 +74,7 @@ class AuthCommands:
     """saslStart, saslContinue, connectionStatus; the ``hello`` fields; the pre-authentication gate."""
 
     users: Users | None
+    server_version: str
     _per_connection: threading.local
 
     @property
@@ -82,6 +85,8 @@ class AuthCommands:
     def _refuse_unauthenticated(self, name: str, known: bool) -> dict[str, Any] | None:
         """mongod's reply to a command that needs authentication on a connection without it (None: may run)."""
         if not self.users or not known or name.lower() in PRE_AUTH or self._authenticated is not None:
+            return None
+        if name.lower() == "buildinfo" and version_tuple(self.server_version) < BUILD_INFO_NEEDS_AUTH:
             return None
         return CommandError(f"Command {canonical_name(name)} requires authentication", UNAUTHORIZED).to_reply()
 
