@@ -396,3 +396,30 @@ def test_build_info_before_authentication_on_an_older_server() -> None:
     users = [{"user": "alice", "password": PASSWORD}]
     with MongoEmulator(users=users, server_version="8.0.4") as em, client(uri(em)) as c:
         assert c.admin.command("buildInfo")["version"] == "8.0.4"
+
+
+def sasl_login(c: MongoClient[dict[str, Any]], user: str, password: str, db: str = "admin") -> dict[str, Any]:
+    """One SCRAM-SHA-256 conversation by hand on the client's (single) connection; the last reply."""
+    scram = ScramClient(["SCRAM-SHA-256"], user, password)
+    start = c[db].command(
+        "saslStart",
+        mechanism="SCRAM-SHA-256",
+        payload=Binary(scram.get_client_first().encode()),
+        options={"skipEmptyExchange": True},
+    )
+    scram.set_server_first(bytes(start["payload"]).decode())
+    return c[db].command("saslContinue", conversationId=1, payload=Binary(scram.get_client_final().encode()))
+
+
+def test_a_connection_authenticates_once(emulator: MongoEmulator) -> None:
+    """mongod's addAndAuthorizeUser: the same user again is fine; another user is refused (its assertion codes)."""
+    with client(uri(emulator, "alice", PASSWORD), maxPoolSize=1) as c:
+        c.admin.command("ping")
+        assert sasl_login(c, "alice", PASSWORD)["done"] is True
+        with pytest.raises(OperationFailure) as info:
+            sasl_login(c, "carol", "other", db="app")
+        assert info.value.code == 5626701 and "Previously authenticated as: alice@admin" in str(info.value)
+        with pytest.raises(OperationFailure) as info:
+            sasl_login(c, "IX", "IX")
+        assert info.value.code == 5626702 and "Already authenticated as: alice@admin" in str(info.value)
+        assert authenticated(c) == [{"user": "alice", "db": "admin"}]

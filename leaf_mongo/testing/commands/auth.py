@@ -50,6 +50,8 @@ USER_ADMIN = frozenset({"createuser", "updateuser", "dropuser", "dropallusersfro
                         "dropallrolesfromdatabase", "rolesinfo", "grantprivilegestorole", "revokeprivilegesfromrole",
                         "grantrolestorole", "revokerolesfromrole", "invalidateusercache"})  # fmt: skip
 BUILD_INFO_NEEDS_AUTH = (8, 1)
+AUTHENTICATED_ONCE = 5626701  # authorization_session_impl.cpp: another user of another database
+AUTHENTICATED_ON_ONE_DATABASE = 5626702  # another user of the same database
 SCRAM_MECHANISMS = ("SCRAM-SHA-1", MECHANISM)
 _MECHANISM = "saslStart.mechanism"
 NO_USERS = (
@@ -166,8 +168,23 @@ class AuthCommands:
         return _reply(server_final, conversation.as_base64, done=False)
 
     def _authenticate(self, conversation: _Conversation, payload: bytes) -> dict[str, Any]:
+        """Mark the connection authenticated; as mongod's ``addAndAuthorizeUser``, once per connection (the same
+        user again is allowed), with its assertion codes and (verbatim) messages otherwise."""
         self._per_connection.sasl = None
-        self._per_connection.user = (conversation.user, conversation.db)
+        user = (conversation.user, conversation.db)
+        before = self._authenticated
+        if before is not None and before != user:
+            name = f"{before[0]}@{before[1]}"
+            if before[1] != user[1]:
+                raise CommandError(
+                    f"Each client connection may only be authenticated once. Previously authenticated as: {name}",
+                    AUTHENTICATED_ONCE,
+                )
+            raise CommandError(
+                f"Client has attempted to authenticate on multiple databases.Already authenticated as: {name}",
+                AUTHENTICATED_ON_ONE_DATABASE,
+            )
+        self._per_connection.user = user
         return _reply(payload, conversation.as_base64, done=True)
 
     def _hello_auth(self, cmd: Mapping[str, Any], reply: dict[str, Any]) -> None:
