@@ -318,6 +318,12 @@ def test_bad_users_files_are_refused(tmp_path: Path, entries: Any, message: str)
         MongoEmulator(users=write_users(tmp_path, entries))
 
 
+@pytest.mark.parametrize("users", [{"user": "a", "password": "p"}, ["alice"]])
+def test_bad_users_in_python_are_refused(users: Any) -> None:
+    with pytest.raises(ValueError, match="object"):
+        MongoEmulator(users=users)
+
+
 def test_users_file_must_be_owner_only(tmp_path: Path) -> None:
     path = write_users(tmp_path, [{"user": "a", "password": "p"}])
     path.chmod(0o644)

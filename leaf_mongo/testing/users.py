@@ -66,6 +66,8 @@ class Users:
         """From a JSON file (a path) or from entries given directly (a list of mappings)."""
         if isinstance(source, (str, os.PathLike)):
             return cls(read_users_file(source))
+        if isinstance(source, Mapping):
+            raise ValueError('users: give a list of {"user", "password", "db"} objects, not one object')
         return cls(source)
 
     def credential(self, db: str, user: str) -> ScramCredential | None:
@@ -93,6 +95,8 @@ def read_users_file(path: str | os.PathLike[str]) -> list[Mapping[str, Any]]:
 
 
 def _parse_entry(entry: Mapping[str, Any], n: int) -> tuple[str, str, str]:
+    if not isinstance(entry, Mapping):
+        raise ValueError(f'users: entry {n} is not a {{"user", "password", "db"}} object')
     unknown = sorted(set(entry) - _FIELDS)
     if unknown:
         raise ValueError(f"users: entry {n} has unknown field(s) {unknown}; allowed: user, password, db, roles")
