@@ -40,7 +40,8 @@ def resolve_uri(settings: LeafMongoSettings) -> str:
         assert settings.uri is not None
         return settings.uri.get_secret_value()
     folder = local_store_folder(settings)
-    uri = ensure_server(folder)
+    users = Path(settings.local_users) if settings.local_users else None
+    uri = ensure_server(folder, users=users, test_commands=settings.local_test_commands)
     if folder not in _announced:
         _announced.add(folder)
         print(
@@ -63,6 +64,9 @@ def client_options(settings: LeafMongoSettings, uri: str) -> dict[str, Any]:
         "serverSelectionTimeoutMS": settings.server_timeout_ms,
         "driver": DriverInfo(name="leaf-mongo", version=__version__),
     }
+    if settings.uses_local_store and settings.local_username:  # a local store started with users
+        password = settings.local_password.get_secret_value() if settings.local_password else ""
+        opts.update(username=settings.local_username, password=password, authSource="admin")
     try:
         parsed = parse_uri(uri, validate=False, warn=True)
     except Exception:  # noqa: BLE001 - let MongoClient report a malformed URI itself

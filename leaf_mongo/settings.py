@@ -44,6 +44,12 @@ class LeafMongoSettings(BaseSettings):
     local_path: str | None = Field(
         None, description="Data folder of the local store (default: the per-user data folder)"
     )
+    local_users: str | None = Field(
+        None, description="Owner-only JSON users file: the local store authenticates clients (SCRAM-SHA-256)"
+    )
+    local_username: str | None = Field(None, description="The local store user leaf-mongo connects as (admin db)")
+    local_password: SecretStr | None = Field(None, description="That user's password (secret)")
+    local_test_commands: bool = Field(False, description="Start the local store with test commands (fault tests)")
     database: str = Field("leaf_mongo", min_length=1)
     collection: str = Field("chunks", min_length=1)
     index_name: str = Field("leaf_vector_index", min_length=1)

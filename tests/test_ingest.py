@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -18,6 +22,7 @@ from leaf_mongo.cli.app import app
 from leaf_mongo.ingest import MANIFEST_COLLECTION, SOURCE_INDEX, ingest
 from leaf_mongo.settings import LeafMongoSettings
 from leaf_mongo.spec.vectors import from_binary
+from leaf_mongo.testing import MongoEmulator
 from tests.fixture_tree import build_fixture_tree
 
 
@@ -201,3 +206,60 @@ def test_cli_json_and_exit_codes(tree: tuple[Path, dict[str, Any]], mongo_uri: s
     assert json.loads(ok.stdout)["chunks_written"] == 0
     bad = CliRunner().invoke(app, [*args, "--dtype", "binary", "--similarity", "cosine"], env=env)
     assert bad.exit_code == 2 and "LEAF_MONGO_SIMILARITY" in bad.output
+
+
+# A password with characters a URI must percent-encode: neither its raw nor its encoded form may ever be shown.
+SECRET = "pä$$:w@rd/hunter2"
+
+
+@pytest.fixture(scope="module")
+def checking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoEmulator]:
+    """A server that really checks the password: an emulator with a user (SCRAM-SHA-256, as mongod)."""
+    users = tmp_path_factory.mktemp("users") / "users.json"
+    fd = os.open(users, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump([{"user": "alice", "password": SECRET, "db": "admin"}], fh)
+    with MongoEmulator(users=users, index_build_delay=0.0) as em:
+        yield em
+
+
+def _uri_with(em: MongoEmulator, password: str) -> str:
+    return f"mongodb://alice:{quote(password, safe='')}@{em.host}:{em.port}/?directConnection=true"
+
+
+def _shows_no_secret(*texts: str) -> bool:
+    forms = (SECRET, quote(SECRET, safe=""), quote(SECRET), "hunter2")
+    return not any(form in text for text in texts for form in forms)
+
+
+def test_password_checked_by_the_server_is_never_shown(
+    checking_server: MongoEmulator, tmp_path: Path, minilm_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The right password connects (the server checked it: the chunks are there) and appears in no output; a wrong
+    one is refused by the server (code 18) and the error shows neither password, with --json and --debug too."""
+    caplog.set_level(logging.DEBUG)  # every logger, pymongo's command and connection logs included
+    (tmp_path / "a.txt").write_text("Alpha is the first letter of the Greek alphabet.\n")
+    right = _uri_with(checking_server, SECRET)
+    env = {"LEAF_MONGO_DATABASE": "auth_redact", "LEAF_MONGO_QUERY_PROMPT": "", "LEAF_MONGO_DEBUG": "0"}
+    models = ["--teacher-model", minilm_path, "--leaf-model", minilm_path]
+    ok = CliRunner().invoke(app, ["ingest", str(tmp_path), "--uri", right, *models, "--json"], env=env)
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["chunks_written"] == 1
+    query = ["search", "Greek alphabet", "--uri", right, "--leaf-model", minilm_path, "--json"]
+    found = CliRunner().invoke(app, query, env=env)
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.stdout)[0]["text"].startswith("Alpha")
+    spec = CliRunner().invoke(app, ["spec", *models], env={**env, "LEAF_MONGO_URI": right})
+    assert "alice:***@" in spec.output
+    wrong_uri = _uri_with(checking_server, "wrong-" + SECRET)
+    outputs = [ok.output, found.output, spec.output]
+    for args in (["--json"], ["--debug"]):
+        wrong = CliRunner().invoke(app, ["ingest", str(tmp_path), "--uri", wrong_uri, *models, *args], env=env)
+        assert wrong.exit_code == 3, wrong.output
+        assert "authentication failed" in wrong.output and "code 18" in wrong.output
+        outputs.append(wrong.output)
+    with pytest.raises(ServerError, match="code 18") as info:
+        ingest([tmp_path], load_settings(uri=wrong_uri, database="auth_redact", teacher_model=minilm_path))
+    assert _shows_no_secret(*outputs, str(info.value), repr(info.value), caplog.text)
+    with MongoClient(right) as client:
+        client.drop_database("auth_redact")

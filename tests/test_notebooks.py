@@ -136,3 +136,29 @@ def test_notebook_runs(notebook: Path, offline_env: dict[str, str], tmp_path: Pa
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and all(c.execution_count for c in code), "every code cell must have run"
     assert notebook.read_bytes() == committed  # the committed notebook is untouched
+
+
+def test_quickstart_never_shows_a_checked_password(offline_env: dict[str, str], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The quickstart against a server that checks the password (an emulator with a user, SCRAM-SHA-256): it runs
+    through, so the password was right and used, and no cell output, nor the saved notebook, shows it."""
+    import json
+    from urllib.parse import quote
+
+    from leaf_mongo.testing import MongoEmulator
+
+    secret = "nb-pä$$:w@rd/hunter2"
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps([{"user": "alice", "password": secret}]))
+    users.chmod(0o600)
+    work = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints", ".env"))
+    with MongoEmulator(users=users) as em:
+        monkeypatch.setenv("LEAF_MONGO_URI", f"mongodb://alice:{quote(secret, safe='')}@{em.host}:{em.port}/")
+        nb = _execute(work / "01_quickstart.ipynb", work)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.execution_count for c in code), "every code cell must have run"
+    saved = json.dumps(nb)
+    assert "alice:***@" in saved  # the notebook says where it ran, redacted
+    for form in (secret, quote(secret, safe=""), quote(secret), "hunter2"):
+        assert form not in saved

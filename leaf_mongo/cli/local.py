@@ -45,6 +45,10 @@ def status_command(
         out.print(f"no local store in {folder} yet: the first ingest creates it")
         return
     server = f"running, pid {info['pid']}, {info['uri']}" if info["running"] else "not running (starts on demand)"
+    if info["users"]:
+        server += f", authenticating the users of {info['users']}"
+    if info["test_commands"]:
+        server += ", test commands enabled"
     out.print(f"local store {info['path']}: {server}; {info['disk_bytes'] / 1e6:.1f} MB on disk", highlight=False)
     if info["collections"]:
         out.print(_table(info["collections"]))

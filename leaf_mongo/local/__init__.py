@@ -10,13 +10,17 @@ restart loads the data and rebuilds the vector and full-text indexes.
 It is for one machine: everything is held in memory and searched exactly. Moving to MongoDB 8.2 + mongot or
 Atlas is a URI change (``LEAF_MONGO_URI``).
 
-The server listens on 127.0.0.1 (a free port; the previous one when it is free again after a restart) and has
-no authentication, so it serves only connections from its owner's processes (:mod:`leaf_mongo.local.peers`,
-Linux; elsewhere any local process).
+The server listens on 127.0.0.1 (a free port; the previous one when it is free again after a restart) and
+serves only connections from its owner's processes (:mod:`leaf_mongo.local.peers`, Linux; elsewhere any local
+process). On top of that it can authenticate clients (SCRAM-SHA-256, the emulator's): ``ensure_server(users=FILE)``
+(``LEAF_MONGO_LOCAL_USERS``), and leaf-mongo then connects as ``LEAF_MONGO_LOCAL_USERNAME``/``_PASSWORD``.
+``ensure_server(test_commands=True)`` (``LEAF_MONGO_LOCAL_TEST_COMMANDS``) enables ``configureFailPoint`` for fault
+tests. A running server started with other options is refused, never silently reused.
 
 Files in the folder (0700; files 0600): ``store.sqlite3`` (+ ``-wal``/``-shm``), ``server.json`` (pid, port,
-version of the running server), ``server.log``, ``serve.lock`` (held by the server for its lifetime: two servers
-never share a folder), ``ensure.lock`` (held by a caller while it checks for, or starts, the server).
+version, users file and test commands of the running server), ``server.log``, ``serve.lock`` (held by the server
+for its lifetime: two servers never share a folder), ``ensure.lock`` (held by a caller while it checks for, or
+starts, the server).
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ class ServerState:
     port: int
     version: str
     format: int
+    users: str | None = None  # the users file it authenticates against (absolute), None: no authentication
+    test_commands: bool = False  # started with test commands (configureFailPoint), for fault tests
 
     @property
     def uri(self) -> str:
@@ -47,8 +49,16 @@ def prepare_folder(folder: Path) -> Path:
 def read_state(folder: Path) -> ServerState | None:
     try:
         data = json.loads((folder / STATE).read_text())
-        return ServerState(int(data["pid"]), int(data["port"]), str(data["version"]), int(data["format"]))
-    except (OSError, ValueError, KeyError, TypeError):
+        users = data.get("users")
+        return ServerState(
+            int(data["pid"]),
+            int(data["port"]),
+            str(data["version"]),
+            int(data["format"]),
+            str(users) if users is not None else None,
+            bool(data.get("test_commands", False)),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 

@@ -15,8 +15,8 @@ from leaf_mongo.testing.durable import FILE_NAME, FORMAT_VERSION, decode, read_f
 
 
 def status(path: Path | None = None) -> dict[str, Any] | None:
-    """The folder, its server (pid, ``mongodb://`` URI, or not running), its collections with document counts,
-    data bytes and search indexes, and its size on disk; None when the folder holds no store."""
+    """The folder, its server (pid, ``mongodb://`` URI, users file, test commands, or not running), its collections
+    with document counts, data bytes and search indexes, and its size on disk; None when the folder holds no store."""
     from leaf_mongo.local.server import default_path
 
     folder = (path or default_path()).expanduser().resolve()
@@ -32,6 +32,8 @@ def status(path: Path | None = None) -> dict[str, Any] | None:
         "pid": state.pid if state else None,
         "uri": state.uri if state else None,
         "version": state.version if state else None,
+        "users": state.users if state else None,  # the users file it authenticates against, None: no authentication
+        "test_commands": state.test_commands if state else None,
         "format": found,
         "disk_bytes": sum(f.stat().st_size for f in files if f.exists()),
         "collections": _collections(store) if found == FORMAT_VERSION else [],  # another format: not ours to read

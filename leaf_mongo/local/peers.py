@@ -1,6 +1,6 @@
-"""Only the owner's processes may talk to a local store: the server has no authentication, and 127.0.0.1 is
-reachable by every user of the machine, so each new connection's peer is looked up and hung up on unless it
-runs as the server's own user.
+"""Only the owner's processes may talk to a local store: 127.0.0.1 is reachable by every user of the machine and,
+unless it was given users, the server authenticates no one, so each new connection's peer is looked up and hung
+up on unless it runs as the server's own user (with users, both checks apply).
 
 Linux reports the owner of each TCP socket in ``/proc/net/tcp`` (and ``tcp6``); the client's end of a loopback
 connection is the row whose local address is our peer and whose remote address is us. Where there is no

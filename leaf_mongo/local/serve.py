@@ -19,11 +19,15 @@ from leaf_mongo.testing.emulator import MongoEmulator, stop_on_signals
 HOST = "127.0.0.1"
 
 
-def serve(folder: Path, port: int = 0, prefer_port: int = 0) -> int:
+def serve(
+    folder: Path, port: int = 0, prefer_port: int = 0, users: Path | None = None, test_commands: bool = False
+) -> int:
     """Load the folder, listen on 127.0.0.1, write ``server.json``, serve until SIGTERM/SIGINT; the exit code.
 
     Holds ``serve.lock`` for its whole life, so a second server on the same folder exits at once (code 1).
     On SIGTERM the commands in flight finish, the store checkpoints its WAL, and ``server.json`` is removed.
+    ``users`` (the emulator's owner-only JSON users file) turns SCRAM-SHA-256 authentication on, on top of the
+    owner-only admission; ``test_commands`` enables ``configureFailPoint`` (mongod's ``enableTestCommands``).
     """
     os.umask(0o077)
     folder = prepare_folder(folder)
@@ -33,18 +37,30 @@ def serve(folder: Path, port: int = 0, prefer_port: int = 0) -> int:
         return 1
     stop = stop_on_signals()
     try:
-        return _run(folder, port or _free(prefer_port), stop)
+        return _run(folder, port or _free(prefer_port), stop, users, test_commands)
     finally:
         os.close(lock)
 
 
-def _run(folder: Path, port: int, stop: threading.Event) -> int:
+def _run(folder: Path, port: int, stop: threading.Event, users: Path | None, test_commands: bool) -> int:
     started = time.monotonic()
+    users = users.expanduser().resolve() if users is not None else None
     try:
-        emulator = MongoEmulator(host=HOST, port=port, index_build_delay=0.0, data_path=folder, admit=same_user)
+        emulator = MongoEmulator(
+            host=HOST,
+            port=port,
+            index_build_delay=0.0,
+            data_path=folder,
+            admit=same_user,
+            users=users,
+            test_commands=test_commands,
+        )
     except LeafMongoError as exc:
         print(f"leaf-mongo local: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
+    except (OSError, ValueError) as exc:  # the users file: missing, too open, malformed
+        print(f"leaf-mongo local: {exc}", file=sys.stderr, flush=True)
+        return 2
     try:
         emulator.start()
     except OSError as exc:
@@ -52,7 +68,10 @@ def _run(folder: Path, port: int, stop: threading.Event) -> int:
         print(f"leaf-mongo local: cannot listen on {HOST}:{port}: {exc}", file=sys.stderr, flush=True)
         return 1
     try:
-        write_state(folder, ServerState(os.getpid(), emulator.port, __version__, FORMAT_VERSION))
+        users_file = str(users) if users is not None else None
+        write_state(
+            folder, ServerState(os.getpid(), emulator.port, __version__, FORMAT_VERSION, users_file, test_commands)
+        )
         print(
             f"leaf-mongo local store {folder} listening on {emulator.uri} "
             f"(pid {os.getpid()}, loaded in {time.monotonic() - started:.2f} s)",

@@ -3,9 +3,10 @@
 An emulator for tests and offline walkthroughs, **not a database**: no
 durability unless given a data folder (``MongoEmulator(data_path=...)``: every
 acknowledged write is then committed to SQLite; the local store of
-:mod:`leaf_mongo.local` runs it so), no authentication, no transactions, a
-single node, and ``$vectorSearch`` is exact brute force where a real server's
-HNSW index is approximate. It speaks the real wire protocol (on MockupDB, with
+:mod:`leaf_mongo.local` runs it so), SCRAM-SHA-256 authentication only when given
+users (``MongoEmulator(users=...)``), no transactions, a single node, and
+``$vectorSearch`` is exact brute force where a real server's HNSW index is
+approximate. It speaks the real wire protocol (on MockupDB, with
 mongomock for storage and queries) so pymongo, ``AsyncMongoClient`` and Motor
 talk to it exactly as they would to a server. See ``README.md`` in this folder.
 """

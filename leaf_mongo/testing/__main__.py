@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="mongod's --setParameter enableTestCommands=1: configureFailPoint (failCommand) for fault tests",
     )
+    parser.add_argument(
+        "--users",
+        default=None,
+        help='owner-only JSON file [{"user", "password", "db"}]: SCRAM-SHA-256 authentication (mongod --auth)',
+    )
     args = parser.parse_args(argv)
     embedding = None
     if args.embedding_endpoint or args.indexing_key_file or args.query_key_file:
@@ -46,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             data_path=args.data,
             embedding=embedding,
             test_commands=args.enable_test_commands,
+            users=args.users,
         )
     except (LeafMongoError, OSError, ValueError) as exc:
         print(f"leaf-mongo emulator: {exc}", file=sys.stderr)

@@ -27,6 +27,7 @@ from typing import Any
 import mongomock
 
 from leaf_mongo.testing.commands.aggregate import AggregateCommands
+from leaf_mongo.testing.commands.auth import USER_ADMIN, AuthCommands
 from leaf_mongo.testing.commands.catalog import CatalogCommands
 from leaf_mongo.testing.commands.handshake import HandshakeCommands
 from leaf_mongo.testing.commands.parameters import ParameterCommands
@@ -48,18 +49,20 @@ from leaf_mongo.testing.errors import (
 from leaf_mongo.testing.failpoints import FailCommand
 from leaf_mongo.testing.search_index import SearchIndex, normalize
 from leaf_mongo.testing.state import SERVER_VERSION, _dup_msg
+from leaf_mongo.testing.users import Users
 
 RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify"})
 # Commands that read no data: answered at once, never behind a long command (a driver's heartbeat is a hello, and
 # pymongo cancels the operations of a server whose heartbeat times out).
 LOCK_FREE = frozenset({"hello", "ismaster", "ping", "buildinfo", "hostinfo", "serverstatus", "getparameter",
                        "connectionstatus", "whatsmyuri", "endsessions", "killallsessions",
-                       "getcmdlineopts", "configurefailpoint"})  # fmt: skip
+                       "getcmdlineopts", "configurefailpoint", "saslstart", "saslcontinue"})  # fmt: skip
 MAX_RETRY_REPLIES = 10_000
 Handler = Callable[[str, dict[str, Any], int], dict[str, Any]]
 
 
 class Backend(
+    AuthCommands,  # before HandshakeCommands: its _hello_auth adds the authentication fields to hello
     HandshakeCommands,
     ParameterCommands,
     WriteCommands,
@@ -77,8 +80,10 @@ class Backend(
         storage: DurableStore | None = None,
         embedding: EmbeddingClient | None = None,
         test_commands: bool = False,
+        users: Users | None = None,
     ) -> None:
         super().__init__(index_build_delay, server_version)
+        self.users = users  # SCRAM-SHA-256 users: with any, commands need an authenticated connection
         self.embedding = embedding
         self.test_commands = test_commands  # mongod's --setParameter enableTestCommands=1
         self.fail_command = FailCommand()
@@ -94,7 +99,9 @@ class Backend(
             "getparameter": self._get_parameter,
             "getcmdlineopts": self._get_cmd_line_opts,
             "serverstatus": self._server_status,
-            "connectionstatus": lambda db, cmd, conn: {"authInfo": {"authenticatedUsers": []}},
+            "connectionstatus": self._connection_status,
+            "saslstart": self._sasl_start,
+            "saslcontinue": self._sasl_continue,
             "whatsmyuri": lambda db, cmd, conn: {"you": "127.0.0.1:0"},
             "insert": self._insert,
             "update": self._update,
@@ -120,6 +127,7 @@ class Backend(
             "updatesearchindex": self._update_search_index,
             "dropsearchindex": self._drop_search_index,
         }
+        self._handlers.update(dict.fromkeys(USER_ADMIN, self._user_admin), authenticate=self._authenticate_command)
         if test_commands:
             self._handlers["configurefailpoint"] = self._configure_fail_point
         if storage is not None:
@@ -154,6 +162,10 @@ class Backend(
         if client_address:
             self._client_address = client_address  # per thread: each connection has its own
         name = next(iter(cmd), None)
+        if isinstance(name, str):  # as mongod: an unknown command is "no such command" even before authentication
+            refused = self._refuse_unauthenticated(name, name.lower() in self._handlers)
+            if refused is not None:
+                return self._stamp(refused)
         if self.test_commands and isinstance(name, str):
             failed = self._fail_before(db, name, cmd)  # may block, or hang up (CloseConnection)
             if failed is not None:

@@ -5,7 +5,8 @@ It exists so the package can be exercised end to end through pymongo (sync and
 installed in this project's CI. It is an emulator for tests and offline
 walkthroughs, not a database: data lives in memory only (unless a data folder is
 given: then every acknowledged write is also committed to SQLite, see
-:mod:`leaf_mongo.testing.durable`), there is no authentication, no transactions,
+:mod:`leaf_mongo.testing.durable`), authentication is SCRAM-SHA-256 only (users given at start, every
+authenticated user may run every command: no roles), there are no transactions,
 no replication, and ``$vectorSearch`` is an exact brute-force search where a real
 HNSW index would return approximate neighbours.
 """
@@ -20,6 +21,7 @@ from types import FrameType, TracebackType
 from leaf_mongo.testing.backend import Backend
 from leaf_mongo.testing.durable import DurableStore
 from leaf_mongo.testing.embedding import EmbeddingClient, EmbeddingConfig
+from leaf_mongo.testing.users import Users, UserSource
 from leaf_mongo.testing.wire import Admit, WireServer
 
 
@@ -37,6 +39,9 @@ class MongoEmulator:
     ``embedding:`` config: provider endpoint and key files) enables ``autoEmbed`` indexes; without it they are
     refused, as by a mongot with no embedding config. ``test_commands=True`` is mongod's ``--setParameter
     enableTestCommands=1``: ``configureFailPoint`` with the ``failCommand`` fail point (off by default).
+    ``users`` (a JSON file's path, or its entries: ``[{"user", "password", "db"}]``, see
+    :mod:`leaf_mongo.testing.users`) turns authentication on, as mongod's ``--auth`` with those users: clients
+    authenticate with SCRAM-SHA-256 and every other command needs it. Without users, credentials are refused.
     """
 
     def __init__(
@@ -49,10 +54,12 @@ class MongoEmulator:
         admit: Admit | None = None,
         embedding: EmbeddingConfig | None = None,
         test_commands: bool = False,
+        users: UserSource | None = None,
     ) -> None:
         client = EmbeddingClient(embedding) if embedding is not None else None  # key files checked now, as mongot
+        loaded = Users.load(users) if users is not None else None  # before the store opens: a bad file opens nothing
         storage = DurableStore(Path(data_path)) if data_path is not None else None
-        options = {"storage": storage, "embedding": client, "test_commands": test_commands}
+        options = {"storage": storage, "embedding": client, "test_commands": test_commands, "users": loaded}
         self.backend = (
             Backend(index_build_delay, server_version=server_version, **options)  # type: ignore[arg-type]
             if server_version

@@ -22,6 +22,8 @@ UNAUTHORIZED = 13
 UNKNOWN_ERROR = 8
 FAILED_TO_PARSE = 9
 TYPE_MISMATCH = 14
+PROTOCOL_ERROR = 17
+AUTHENTICATION_FAILED = 18
 ILLEGAL_OPERATION = 20
 NAMESPACE_NOT_FOUND = 26
 INDEX_NOT_FOUND = 27
@@ -80,6 +82,8 @@ CODE_NAMES: dict[int, str] = {
     NOT_IMPLEMENTED: "NotImplemented",
     NOT_A_RETRYABLE_WRITE_COMMAND: "NotARetryableWriteCommand",
     UNAUTHORIZED: "Unauthorized",
+    PROTOCOL_ERROR: "ProtocolError",
+    AUTHENTICATION_FAILED: "AuthenticationFailed",
     # codes a failCommand fail point typically injects (its errorCode may be any code)
     6: "HostUnreachable",
     7: "HostNotFound",
@@ -131,6 +135,11 @@ def failed_to_parse(msg: str) -> CommandError:
 def unknown_error(msg: str) -> CommandError:
     """UnknownError (8): how mongot's query errors reach the client through mongod."""
     return CommandError(msg, UNKNOWN_ERROR)
+
+
+def authentication_failed(msg: str = "Authentication failed.") -> CommandError:
+    """AuthenticationFailed (18): mongod tells a client no more than this, whatever went wrong (sasl_commands.cpp)."""
+    return CommandError(msg, AUTHENTICATION_FAILED)
 
 
 def not_implemented(msg: str) -> CommandError:

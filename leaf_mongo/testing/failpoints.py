@@ -35,10 +35,15 @@ _CANONICAL = {
         "connectionStatus", "whatsmyuri", "endSessions", "killAllSessions", "insert", "update", "delete",
         "findAndModify", "find", "getMore", "killCursors", "aggregate", "explain", "count", "distinct", "create",
         "drop", "listCollections", "dropDatabase", "listDatabases", "createIndexes", "listIndexes", "dropIndexes",
-        "createSearchIndexes", "updateSearchIndex", "dropSearchIndex",
+        "createSearchIndexes", "updateSearchIndex", "dropSearchIndex", "saslStart", "saslContinue",
     )
 }  # fmt: skip
 _CANONICAL["deleteindexes"] = "dropIndexes"
+
+
+def canonical_name(name: str) -> str:
+    """The command's registered name, as mongod names it in failCommands and in its error messages."""
+    return _CANONICAL.get(name.lower(), name)
 
 
 @dataclass
@@ -90,8 +95,7 @@ class FailCommand:
             return False
         if "appName" in self.data and self.data["appName"] != (app_name or ""):
             return False
-        canonical = _CANONICAL.get(name.lower(), name)
-        return canonical in self.data.get("failCommands", [])
+        return canonical_name(name) in self.data.get("failCommands", [])
 
     def _should_fire(self) -> bool:
         if self.mode == "alwaysOn":

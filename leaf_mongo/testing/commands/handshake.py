@@ -107,7 +107,12 @@ class HandshakeCommands(BackendState):
             reply["isWritablePrimary"] = True
         else:
             reply["ismaster"] = True
+        self._hello_auth(cmd, reply)
         return reply
+
+    def _hello_auth(self, cmd: dict[str, Any], reply: dict[str, Any]) -> None:
+        """``saslSupportedMechs``/``speculativeAuthenticate``: :class:`~leaf_mongo.testing.commands.auth.AuthCommands`
+        (before this class in the backend's bases) answers them; without it there is nothing to add."""
 
     def _build_info(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         return {
