@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pymongo.collection import Collection
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.operations import SearchIndexModel
 
 from leaf_mongo.connection import server_error
@@ -107,7 +107,7 @@ def _ensure_search_index(
             return "unchanged"
         collection.update_search_index(name, wanted)
         return "updated"
-    except OperationFailure as exc:
+    except PyMongoError as exc:  # a refusal, or a connection lost under the command: one line naming the step
         raise server_error(exc, f"creating search index {name!r} on {collection.full_name}") from exc
 
 
@@ -141,6 +141,8 @@ def get_search_index(collection: Collection[Any], name: str) -> dict[str, Any] |
     except OperationFailure as exc:
         if exc.code == NAMESPACE_NOT_FOUND:  # no collection, so no index
             return None
+        raise server_error(exc, f"listing search indexes of {collection.full_name}") from exc
+    except PyMongoError as exc:  # the connection lost twice in a row (pymongo retries a read once)
         raise server_error(exc, f"listing search indexes of {collection.full_name}") from exc
     return None
 
