@@ -405,4 +405,3 @@ _FROM_SETTINGS = (
     "fulltext_weight fusion fusion_depth_factor query_prompt leaf_backend backend_threads query_timeout_ms"
 ).split()
 """Retriever fields :meth:`LeafRetriever.from_settings` takes from the settings attribute of the same name."""
-

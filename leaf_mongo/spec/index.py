@@ -190,9 +190,8 @@ def wait_for_vector_index(
             on_status(status)
         if entry is not None:
             if status == "FAILED":
-                detail = entry.get("statusDetail") or entry.get("message") or ""
                 raise SearchIndexError(
-                    f"search index {name!r} on {collection.full_name} FAILED to build {detail}".rstrip()
+                    f"search index {name!r} on {collection.full_name} FAILED to build: {failure_reason(entry)}"
                 )
             if status == "READY" or (entry.get("queryable") and not require_ready):
                 return entry
@@ -202,6 +201,21 @@ def wait_for_vector_index(
                 "MongoDB Community refreshes index status only every 30 s: raise LEAF_MONGO_INDEX_WAIT_SECONDS"
             )
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
+def failure_reason(entry: Mapping[str, Any]) -> str:
+    """Why mongot marked an index FAILED: each host's ``mainIndex``/``stagedIndex`` ``message`` (its
+    ``IndexStatus.failed(message)``, listed in ``statusDetail``), or a top-level ``message``."""
+    reasons = [
+        str(detail["message"])
+        for host in entry.get("statusDetail") or []
+        if isinstance(host, Mapping)
+        for detail in (host.get("mainIndex"), host.get("stagedIndex"))
+        if isinstance(detail, Mapping) and detail.get("message")
+    ]
+    if entry.get("message"):
+        reasons.append(str(entry["message"]))
+    return "; ".join(dict.fromkeys(reasons)) or "the server gave no reason; drop and re-create it (ingest --recreate)"
 
 
 wait_for_search_index = wait_for_vector_index  # the lifecycle is the same for both index types
