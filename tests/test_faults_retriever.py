@@ -171,3 +171,30 @@ def test_spec_read_under_a_hung_server_times_out(corpus_settings: Any, admin: Mo
             assert time.monotonic() - start < DEADLINE_MS / 1000 + SLACK_S
     finally:
         retriever.close()
+
+
+def test_concurrent_first_queries_build_one_encoder(corpus_settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """64 ``ainvoke`` tasks on a fresh retriever (the soak's load) load the query model once, not once per task
+    (which took minutes and gigabytes before), and all get the answer one query alone gets."""
+    from leaf_mongo.query.retriever import LeafRetriever
+
+    alone = _query(corpus_settings, "async", "hybrid")
+    opened: list[int] = []
+    original = LeafRetriever._open
+
+    def counting(self: LeafRetriever, *args: Any) -> Any:
+        opened.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(LeafRetriever, "_open", counting)
+    retriever = LeafRetriever.from_settings(corpus_settings, search_mode="hybrid")
+
+    async def run() -> list[list[tuple[str, float]]]:
+        try:
+            return [_answer(d) for d in await asyncio.gather(*(retriever.ainvoke(QUERY) for _ in range(64)))]
+        finally:
+            await retriever.aclose()
+
+    answers = asyncio.run(run())
+    assert opened == [1]
+    assert all(a == alone for a in answers)

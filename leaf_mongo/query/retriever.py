@@ -10,6 +10,7 @@ refuses with one clear message whatever cannot produce comparable vectors.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any, Literal
 
 import numpy as np
@@ -155,6 +156,8 @@ class LeafRetriever(BaseRetriever):
     _sync_client: MongoClient[Any] | None = PrivateAttr(None)
     _async_client: AsyncMongoClient[Any] | None = PrivateAttr(None)
     _async_loop: asyncio.AbstractEventLoop | None = PrivateAttr(None)
+    # Many first queries at once (64 ainvoke tasks on a fresh retriever) must build one encoder, not 64.
+    _open_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @model_validator(mode="after")
     def _check_args(self) -> LeafRetriever:
@@ -253,7 +256,7 @@ class LeafRetriever(BaseRetriever):
                     entries = list(coll.list_search_indexes()) if spec is not None else []
             except PyMongoError as exc:
                 raise query_error(exc, f"reading the spec of {coll.full_name}", self.query_timeout_ms) from exc
-            self._state = self._open(spec, entries, coll.full_name)
+            self._state = self._open_once(spec, entries, coll.full_name)
         return self._state
 
     async def aload(self) -> QueryState:
@@ -267,8 +270,15 @@ class LeafRetriever(BaseRetriever):
             except PyMongoError as exc:
                 raise query_error(exc, f"reading the spec of {coll.full_name}", self.query_timeout_ms) from exc
             # Loading the model and checking it is CPU and disk work: keep it off the event loop.
-            self._state = await asyncio.to_thread(self._open, spec, entries, coll.full_name)
+            self._state = await asyncio.to_thread(self._open_once, spec, entries, coll.full_name)
         return self._state
+
+    def _open_once(self, spec: VectorSpec | None, entries: list[Any], where: str) -> QueryState:
+        """:meth:`_open` by the first caller; concurrent first callers wait for it and share its state."""
+        with self._open_lock:
+            if self._state is None:
+                self._state = self._open(spec, entries, where)
+            return self._state
 
     def _open(self, spec: VectorSpec | None, entries: list[Any], where: str) -> QueryState:
         """Check the stored spec and build the query encoder: every check that can be made once (spec present,
