@@ -123,6 +123,9 @@ class LeafMongoSettings(BaseSettings):
     fulltext_weight: float = Field(1.0, ge=0, description="Hybrid: weight of the full-text list in rank fusion")
     fusion: Fusion = Field("native", description="Hybrid: native ($rankFusion, MongoDB 8.1+) or client-side RRF")
     fusion_depth_factor: int = Field(2, ge=1, description="Hybrid: each list contributes factor x k results")
+    query_timeout_ms: int = Field(
+        10_000, ge=1, description="Deadline of a query's server round trips (pymongo timeoutMS); then a clear error"
+    )
 
     @field_validator("filter_fields", "devices", mode="before")
     @classmethod

@@ -77,8 +77,15 @@ def test_require_ready_waits_past_a_queryable_rebuild() -> None:
 
 
 def test_failed_index_raises_at_once_with_its_detail() -> None:
-    coll = Listing([entry("FAILED", False, statusDetail="bad mapping")])
-    with pytest.raises(SearchIndexError, match=r"search index 'vi' on db\.coll FAILED to build bad mapping"):
+    # mongot's shape: the reason is each host's mainIndex (or stagedIndex) message
+    host = {
+        "hostname": "h",
+        "status": "FAILED",
+        "queryable": False,
+        "mainIndex": {"status": "FAILED", "message": "bad mapping"},
+    }
+    coll = Listing([entry("FAILED", False, statusDetail=[host])])
+    with pytest.raises(SearchIndexError, match=r"search index 'vi' on db\.coll FAILED to build: bad mapping$"):
         wait_for_search_index(coll, "vi", timeout=60, interval=0.001)
     assert coll.calls == 1
 

@@ -10,7 +10,7 @@ refuses with one clear message whatever cannot produce comparable vectors.
 from __future__ import annotations
 
 import asyncio
-import inspect
+import threading
 from typing import Any, Literal
 
 import numpy as np
@@ -19,12 +19,13 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import Field, PrivateAttr, model_validator
 from pymongo import AsyncMongoClient, MongoClient
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import PyMongoError
 
-from leaf_mongo.connection import make_async_client, make_client, server_error
-from leaf_mongo.errors import LeafMongoError, ServerError, SpecMismatchError
+from leaf_mongo.connection import make_async_client, make_client
+from leaf_mongo.errors import LeafMongoError, SpecMismatchError
 from leaf_mongo.models.encoders import QueryMode, VectorEncoder
 from leaf_mongo.query import pipelines as pl
+from leaf_mongo.query.deadline import DEFAULT_QUERY_TIMEOUT_MS, deadline, query_error, search_error, to_list
 from leaf_mongo.query.filters import check_filter_operators, validate_pre_filter
 from leaf_mongo.query.pipelines import MAX_NUM_CANDIDATES
 from leaf_mongo.query.plan import (
@@ -44,7 +45,6 @@ from leaf_mongo.spec.vector_spec import VectorSpec
 
 DEFAULT_INDEX_NAME = "leaf_vector_index"
 DEFAULT_FULLTEXT_INDEX_NAME = "leaf_fulltext_index"
-UNRECOGNIZED_STAGE = 40324  # server code for a pipeline stage it does not know
 
 
 class LeafRetriever(BaseRetriever):
@@ -88,6 +88,10 @@ class LeafRetriever(BaseRetriever):
     (explicitly: never as a silent fallback). Hybrid and full-text results carry the fused (or BM25)
     score in ``metadata["score"]``; hybrid adds ``metadata["score_details"]``: per list, its rank, weight
     and score.
+
+    Deadline (``query_timeout_ms``, default 10 s; ``LEAF_MONGO_QUERY_TIMEOUT_MS``): every server round trip of a
+    query runs under ``pymongo.timeout`` (CSOT ``timeoutMS``), so a hung or failing server ends the query with a
+    :class:`~leaf_mongo.errors.ServerError` that says it timed out, never a wait without end or an empty list.
 
     Results: ``Document(id=str(_id), page_content=text, metadata={source, chunk, score, title, ...})`` with
     every stored field except the vectors (ObjectIds and dates as strings). ``k``, ``num_candidates``,
@@ -144,12 +148,16 @@ class LeafRetriever(BaseRetriever):
     """``native``: one ``$rankFusion`` on the server; ``client``: two searches fused here (same formula)."""
     fusion_depth_factor: int = Field(2, ge=1)
     """Each list fused in a hybrid search is ``fusion_depth_factor`` × k long."""
+    query_timeout_ms: int | None = Field(DEFAULT_QUERY_TIMEOUT_MS, ge=1)
+    """Deadline of a query's server round trips (pymongo CSOT); None: only the client's own ``timeoutMS``."""
 
     _state: QueryState | None = PrivateAttr(None)
     _settings: LeafMongoSettings | None = PrivateAttr(None)
     _sync_client: MongoClient[Any] | None = PrivateAttr(None)
     _async_client: AsyncMongoClient[Any] | None = PrivateAttr(None)
     _async_loop: asyncio.AbstractEventLoop | None = PrivateAttr(None)
+    # Many first queries at once (64 ainvoke tasks on a fresh retriever) must build one encoder, not 64.
+    _open_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @model_validator(mode="after")
     def _check_args(self) -> LeafRetriever:
@@ -243,11 +251,12 @@ class LeafRetriever(BaseRetriever):
         if self._state is None:
             coll = self._sync_collection()
             try:
-                spec = load_spec(coll)
-                entries = list(coll.list_search_indexes()) if spec is not None else []
+                with deadline(self.query_timeout_ms):
+                    spec = load_spec(coll)
+                    entries = list(coll.list_search_indexes()) if spec is not None else []
             except PyMongoError as exc:
-                raise server_error(exc, f"reading the spec of {coll.full_name}") from exc
-            self._state = self._open(spec, entries, coll.full_name)
+                raise query_error(exc, f"reading the spec of {coll.full_name}", self.query_timeout_ms) from exc
+            self._state = self._open_once(spec, entries, coll.full_name)
         return self._state
 
     async def aload(self) -> QueryState:
@@ -255,13 +264,21 @@ class LeafRetriever(BaseRetriever):
         if self._state is None:
             coll = self._async_collection()
             try:
-                spec = await aload_spec(coll)
-                entries = await _to_list(coll.list_search_indexes()) if spec is not None else []
+                with deadline(self.query_timeout_ms):
+                    spec = await aload_spec(coll)
+                    entries = await to_list(coll.list_search_indexes()) if spec is not None else []
             except PyMongoError as exc:
-                raise server_error(exc, f"reading the spec of {coll.full_name}") from exc
+                raise query_error(exc, f"reading the spec of {coll.full_name}", self.query_timeout_ms) from exc
             # Loading the model and checking it is CPU and disk work: keep it off the event loop.
-            self._state = await asyncio.to_thread(self._open, spec, entries, coll.full_name)
+            self._state = await asyncio.to_thread(self._open_once, spec, entries, coll.full_name)
         return self._state
+
+    def _open_once(self, spec: VectorSpec | None, entries: list[Any], where: str) -> QueryState:
+        """:meth:`_open` by the first caller; concurrent first callers wait for it and share its state."""
+        with self._open_lock:
+            if self._state is None:
+                self._state = self._open(spec, entries, where)
+            return self._state
 
     def _open(self, spec: VectorSpec | None, entries: list[Any], where: str) -> QueryState:
         """Check the stored spec and build the query encoder: every check that can be made once (spec present,
@@ -334,21 +351,6 @@ class LeafRetriever(BaseRetriever):
         self._require(state, options.search_mode)
         return options
 
-    def _search_error(self, exc: PyMongoError, state: QueryState, options: SearchOptions) -> ServerError:
-        if (
-            options.search_mode == "hybrid"
-            and isinstance(exc, OperationFailure)
-            and (exc.code == UNRECOGNIZED_STAGE or "$rankFusion" in str(exc))
-        ):
-            return ServerError(
-                f"hybrid search of {state.where} needs the $rankFusion stage, which this server does not have "
-                "(MongoDB 8.1 or later with mongot has it). Upgrade the server, or fuse on the client "
-                "explicitly: fusion='client' (LEAF_MONGO_FUSION=client, leaf-mongo search --fusion client) runs "
-                "the vector and full-text searches separately and combines them with the same reciprocal rank "
-                "formula"
-            )
-        return server_error(exc, f"searching {state.where}")
-
     def _finish(
         self, state: QueryState, raw: list[dict[str, Any]], emb: np.ndarray | None, options: SearchOptions
     ) -> list[Document]:
@@ -379,9 +381,10 @@ class LeafRetriever(BaseRetriever):
         coll = self._sync_collection()
         try:
             pipelines = self._pipelines(state, qvec, options, query)
-            raw = self._combine({name: list(coll.aggregate(p)) for name, p in pipelines.items()}, options)
+            with deadline(self.query_timeout_ms):
+                raw = self._combine({name: list(coll.aggregate(p)) for name, p in pipelines.items()}, options)
         except PyMongoError as exc:
-            raise self._search_error(exc, state, options) from exc
+            raise search_error(exc, state.where, options.search_mode, self.query_timeout_ms) from exc
         return self._finish(state, raw, emb, options)
 
     async def _aget_relevant_documents(
@@ -399,22 +402,16 @@ class LeafRetriever(BaseRetriever):
         coll = self._async_collection()
         try:
             pipelines = self._pipelines(state, qvec, options, query)
-            results = await asyncio.gather(*(_to_list(coll.aggregate(p)) for p in pipelines.values()))
+            with deadline(self.query_timeout_ms):  # the gathered tasks copy the context: they share the deadline
+                results = await asyncio.gather(*(to_list(coll.aggregate(p)) for p in pipelines.values()))
             raw = self._combine(dict(zip(pipelines, results, strict=True)), options)
         except PyMongoError as exc:
-            raise self._search_error(exc, state, options) from exc
+            raise search_error(exc, state.where, options.search_mode, self.query_timeout_ms) from exc
         return self._finish(state, raw, emb, options)
 
 
 _FROM_SETTINGS = (
     "index_name k num_candidates_factor leaf_model dimensions device search_mode fulltext_index_name vector_weight "
-    "fulltext_weight fusion fusion_depth_factor query_prompt leaf_backend backend_threads"
+    "fulltext_weight fusion fusion_depth_factor query_prompt leaf_backend backend_threads query_timeout_ms"
 ).split()
 """Retriever fields :meth:`LeafRetriever.from_settings` takes from the settings attribute of the same name."""
-
-
-async def _to_list(cursor: Any) -> list[dict[str, Any]]:
-    """Every document of an async cursor: pymongo async returns a coroutine, Motor a latent cursor."""
-    if inspect.isawaitable(cursor):
-        cursor = await cursor
-    return list(await cursor.to_list(None))

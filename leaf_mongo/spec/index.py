@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pymongo.collection import Collection
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.operations import SearchIndexModel
 
 from leaf_mongo.connection import server_error
@@ -107,7 +107,7 @@ def _ensure_search_index(
             return "unchanged"
         collection.update_search_index(name, wanted)
         return "updated"
-    except OperationFailure as exc:
+    except PyMongoError as exc:  # a refusal, or a connection lost under the command: one line naming the step
         raise server_error(exc, f"creating search index {name!r} on {collection.full_name}") from exc
 
 
@@ -141,6 +141,8 @@ def get_search_index(collection: Collection[Any], name: str) -> dict[str, Any] |
     except OperationFailure as exc:
         if exc.code == NAMESPACE_NOT_FOUND:  # no collection, so no index
             return None
+        raise server_error(exc, f"listing search indexes of {collection.full_name}") from exc
+    except PyMongoError as exc:  # the connection lost twice in a row (pymongo retries a read once)
         raise server_error(exc, f"listing search indexes of {collection.full_name}") from exc
     return None
 
@@ -188,9 +190,8 @@ def wait_for_vector_index(
             on_status(status)
         if entry is not None:
             if status == "FAILED":
-                detail = entry.get("statusDetail") or entry.get("message") or ""
                 raise SearchIndexError(
-                    f"search index {name!r} on {collection.full_name} FAILED to build {detail}".rstrip()
+                    f"search index {name!r} on {collection.full_name} FAILED to build: {failure_reason(entry)}"
                 )
             if status == "READY" or (entry.get("queryable") and not require_ready):
                 return entry
@@ -200,6 +201,21 @@ def wait_for_vector_index(
                 "MongoDB Community refreshes index status only every 30 s: raise LEAF_MONGO_INDEX_WAIT_SECONDS"
             )
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
+def failure_reason(entry: Mapping[str, Any]) -> str:
+    """Why mongot marked an index FAILED: each host's ``mainIndex``/``stagedIndex`` ``message`` (its
+    ``IndexStatus.failed(message)``, listed in ``statusDetail``), or a top-level ``message``."""
+    reasons = [
+        str(detail["message"])
+        for host in entry.get("statusDetail") or []
+        if isinstance(host, Mapping)
+        for detail in (host.get("mainIndex"), host.get("stagedIndex"))
+        if isinstance(detail, Mapping) and detail.get("message")
+    ]
+    if entry.get("message"):
+        reasons.append(str(entry["message"]))
+    return "; ".join(dict.fromkeys(reasons)) or "the server gave no reason; drop and re-create it (ingest --recreate)"
 
 
 wait_for_search_index = wait_for_vector_index  # the lifecycle is the same for both index types

@@ -5,6 +5,7 @@ Definitions are validated by type (:mod:`~leaf_mongo.testing.vector_definition`,
 from timestamps (no timer threads):
 PENDING for the first third of the build delay, BUILDING until it elapses, READY
 after, so client code that polls ``$listSearchIndexes`` is genuinely exercised.
+A test can hold a build in BUILDING or mark it FAILED (:mod:`~leaf_mongo.testing.index_control`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class SearchIndex:
     build_started: float = field(default_factory=time.monotonic)
     # Definition queries use until a rebuild finishes (mongot serves from the old index).
     active_normalized: dict[str, Any] | None = None
+    # A test's hold (index_control): "BUILDING" (the build never finishes) or "FAILED" (with mongot's message).
+    held: str | None = None
+    held_message: str | None = None
 
     def _progress(self) -> float:
         if self.build_delay <= 0:
@@ -55,13 +59,15 @@ class SearchIndex:
         return (time.monotonic() - self.build_started) / self.build_delay
 
     def refresh(self) -> None:
-        """Swap in the new definition once its (re)build has finished."""
-        if self._progress() >= 1.0:
+        """Swap in the new definition once its (re)build has finished (never while a test holds it)."""
+        if self.held is None and self._progress() >= 1.0:
             self.active_normalized = self.normalized
 
     @property
     def status(self) -> str:
         self.refresh()
+        if self.held is not None:
+            return self.held
         p = self._progress()
         if p >= 1.0:
             return "READY"
@@ -72,13 +78,13 @@ class SearchIndex:
     @property
     def queryable(self) -> bool:
         self.refresh()
-        return self.active_normalized is not None
+        return self.active_normalized is not None and self.held != "FAILED"  # mongot: FAILED serves no queries
 
     @property
     def internal_state(self) -> str:
         """mongot's internal state name, used in "cannot query" errors."""
         status = self.status
-        return {"PENDING": "NOT_STARTED", "BUILDING": "INITIAL_SYNC"}.get(status, "STEADY")
+        return {"PENDING": "NOT_STARTED", "BUILDING": "INITIAL_SYNC", "FAILED": "FAILED"}.get(status, "STEADY")
 
     def update(self, definition: dict[str, Any], normalized: dict[str, Any]) -> None:
         self.refresh()
@@ -134,5 +140,20 @@ class SearchIndex:
             "queryable": self.queryable,
             "latestDefinitionVersion": {"version": self.version, "createdAt": self.created_at},
             "latestDefinition": copy.deepcopy(self.definition),
-            "statusDetail": [],
+            "statusDetail": self._status_detail(status),
         }
+
+    def _status_detail(self, status: str) -> list[dict[str, Any]]:
+        """mongot's per-host detail; given only for a FAILED index, whose ``mainIndex.message`` says why
+        (ListSearchIndexesResponseDefinition.HostIndexStatusDetail). Otherwise empty (emulator limitation)."""
+        if status != "FAILED":
+            return []
+        main: dict[str, Any] = {
+            "status": "FAILED",
+            "queryable": False,
+            "definitionVersion": {"version": self.version, "createdAt": self.created_at},
+            "definition": copy.deepcopy(self.definition),
+        }
+        if self.held_message:
+            main["message"] = self.held_message
+        return [{"hostname": "localhost", "status": "FAILED", "queryable": False, "mainIndex": main}]

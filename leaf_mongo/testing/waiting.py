@@ -36,9 +36,22 @@ def _usable(collection: Any, name: str, entry: Mapping[str, Any] | None, require
         return False
     status = entry.get("status", "UNKNOWN")
     if status == "FAILED":
-        detail = entry.get("statusDetail") or entry.get("message") or ""
-        raise SearchIndexError(f"search index {name!r}{_on(collection)} FAILED to build {detail}".rstrip())
+        raise SearchIndexError(f"search index {name!r}{_on(collection)} FAILED to build: {_failure_reason(entry)}")
     return status == "READY" or (bool(entry.get("queryable")) and not require_ready)
+
+
+def _failure_reason(entry: Mapping[str, Any]) -> str:
+    """mongot's reason: each host's ``mainIndex``/``stagedIndex`` ``message`` in ``statusDetail``, or ``message``."""
+    reasons = [
+        str(detail["message"])
+        for host in entry.get("statusDetail") or []
+        if isinstance(host, Mapping)
+        for detail in (host.get("mainIndex"), host.get("stagedIndex"))
+        if isinstance(detail, Mapping) and detail.get("message")
+    ]
+    if entry.get("message"):
+        reasons.append(str(entry["message"]))
+    return "; ".join(dict.fromkeys(reasons)) or "no reason given"
 
 
 def _timed_out(collection: Any, name: str, entry: Mapping[str, Any] | None, timeout: float) -> SearchIndexError:

@@ -26,6 +26,13 @@ from leaf_mongo.testing.failpoints import FAIL_COMMAND, FailCommand, command_nam
 # ErrorCodes::isRetriableError in error_codes.yml).
 RETRYABLE_CODES = frozenset({6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
 _RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify"})
+# Commands whose invocation ``supportsWriteConcern()``: mongod adds failCommand's writeConcernError only in
+# RunCommandAndWaitForWriteConcern, which no other command reaches (the search-index commands, find, and an
+# aggregate without $out/$merge do not take a write concern, so the fail point never fires for them).
+_WRITE_CONCERN_COMMANDS = frozenset(
+    {"insert", "update", "delete", "findandmodify", "create", "drop", "dropdatabase", "createindexes",
+     "dropindexes", "deleteindexes", "collmod", "renamecollection"}
+)  # fmt: skip
 
 
 class ParameterCommands:
@@ -105,7 +112,7 @@ class ParameterCommands:
 
     def _fail_after(self, db: str, name: str, cmd: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
         """Add ``failCommand``'s ``writeConcernError`` to the reply of a command that ran."""
-        if not reply.get("ok"):
+        if not reply.get("ok") or not _supports_write_concern(name, cmd):
             return reply
         data = self.fail_command.after_command(name, self._app_name, command_namespace(db, name, cmd))
         if data is None:
@@ -118,6 +125,13 @@ class ParameterCommands:
     def _app_name(self) -> str | None:
         """The application name this connection's ``hello`` gave (``client.application.name``)."""
         return getattr(self._per_connection, "app_name", None)
+
+
+def _supports_write_concern(name: str, cmd: dict[str, Any]) -> bool:
+    if name.lower() == "aggregate":
+        stages = cmd.get("pipeline") or []
+        return any(isinstance(s, dict) and ("$out" in s or "$merge" in s) for s in stages)
+    return name.lower() in _WRITE_CONCERN_COMMANDS
 
 
 def _labelled(reply: dict[str, Any], data: dict[str, Any], name: str, cmd: dict[str, Any], code: Any) -> dict[str, Any]:
