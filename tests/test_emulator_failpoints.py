@@ -4,6 +4,9 @@ Each mode (``alwaysOn``, ``times``, ``skip``, ``activationProbability``, ``off``
 (``failCommands``, ``closeConnection``, ``errorCode``, ``errorLabels``, ``writeConcernError``,
 ``blockConnection``/``blockTimeMS``, ``appName``), pymongo's retryable writes recovering exactly once, and
 the refusal of ``configureFailPoint`` by a server started without test commands, as mongod refuses it.
+
+With ``LEAF_MONGO_TEST_URI`` set, the fail-point tests run against that server (a mongod started with
+``--setParameter enableTestCommands=1``: ``docker-compose.test-commands.yml``; ``tests/fault_helpers.py``).
 """
 
 from __future__ import annotations
@@ -20,18 +23,21 @@ from pymongo import MongoClient
 from pymongo.errors import AutoReconnect, OperationFailure, WriteConcernError
 
 from leaf_mongo.testing import MongoEmulator
+from tests.fault_helpers import FaultServer, fault_server, fresh_db
+
+__all__ = ["fault_server"]  # a fixture used by name
 
 TIMEOUT_MS = 20_000
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[MongoEmulator]:
-    with MongoEmulator(test_commands=True) as em:
-        yield em
+def emulator(fault_server: FaultServer) -> FaultServer:
+    """An emulator with test commands, or the ``LEAF_MONGO_TEST_URI`` server started with them (``fault_server``)."""
+    return fault_server
 
 
 @pytest.fixture
-def client(emulator: MongoEmulator) -> Iterator[MongoClient[dict[str, Any]]]:
+def client(emulator: FaultServer) -> Iterator[MongoClient[dict[str, Any]]]:
     with MongoClient(emulator.uri, serverSelectionTimeoutMS=TIMEOUT_MS) as c:
         c.db.items.drop()
         yield c
@@ -155,7 +161,9 @@ def test_bad_modes_refused(client: MongoClient[dict[str, Any]], mode: Any, code:
     assert err.value.code == code
 
 
-def test_unsupported_is_refused_as_limitation(client: MongoClient[dict[str, Any]]) -> None:
+def test_unsupported_is_refused_as_limitation(emulator: FaultServer, client: MongoClient[dict[str, Any]]) -> None:
+    if emulator.emulator is None:
+        pytest.skip("emulator-only: a real mongod has these fail points and fields")
     for cmd in (
         {"configureFailPoint": "hangBeforeIndexBuild", "mode": "alwaysOn"},
         {"configureFailPoint": "failCommand", "mode": "alwaysOn", "data": {"threadName": "conn1"}},
@@ -178,7 +186,7 @@ def test_error_labels(client: MongoClient[dict[str, Any]]) -> None:
     assert err.value.has_error_label("SomeLabel")
 
 
-def test_close_connection_without_retry(emulator: MongoEmulator, client: MongoClient[dict[str, Any]]) -> None:
+def test_close_connection_without_retry(emulator: FaultServer, client: MongoClient[dict[str, Any]]) -> None:
     fail(client, {"times": 1}, failCommands=["insert"], closeConnection=True)
     with MongoClient(emulator.uri, retryWrites=False, serverSelectionTimeoutMS=TIMEOUT_MS) as plain:
         with pytest.raises(AutoReconnect):
@@ -243,7 +251,7 @@ def test_block_connection(client: MongoClient[dict[str, Any]]) -> None:
     assert time.monotonic() - start < 0.4
 
 
-def test_app_name(emulator: MongoEmulator, client: MongoClient[dict[str, Any]]) -> None:
+def test_app_name(emulator: FaultServer, client: MongoClient[dict[str, Any]]) -> None:
     fail(client, "alwaysOn", failCommands=["insert"], errorCode=2, appName="target")
     with MongoClient(emulator.uri, appName="target", serverSelectionTimeoutMS=TIMEOUT_MS) as target:
         assert insert_outcomes(target, 1) == [False]
@@ -303,7 +311,7 @@ def _ingest_snapshot(client: MongoClient[dict[str, Any]], db: str) -> dict[str, 
 
 @pytest.mark.parametrize("fault", sorted(INGEST_FAULTS))
 def test_ingest_under_faults_converges(
-    tmp_path: Path, emulator: MongoEmulator, client: MongoClient[dict[str, Any]], fault: str
+    tmp_path: Path, emulator: FaultServer, client: MongoClient[dict[str, Any]], fault: str
 ) -> None:
     """Faults on ingest's writes (retried by pymongo's retryable writes) end in exactly a clean run's collection."""
     from leaf_mongo.errors import ServerError
@@ -324,7 +332,7 @@ def test_ingest_under_faults_converges(
         )  # fmt: skip
         ingest([root], settings)
 
-    ref_db, faulty_db = f"ref_{len(fault)}", f"faulty_{len(fault)}"
+    ref_db, faulty_db = fresh_db("ref"), fresh_db("faulty")
     run(ref_db)
     mode, data, retried = INGEST_FAULTS[fault]
     before = fail(client, mode, failCommands=["insert", "update", "delete"], **data)["count"]
@@ -351,7 +359,7 @@ def test_ingest_under_faults_converges(
     assert manifest(ref_db) and manifest(faulty_db) == manifest(ref_db)
 
 
-def test_async_client_retries_once(emulator: MongoEmulator, client: MongoClient[dict[str, Any]]) -> None:
+def test_async_client_retries_once(emulator: FaultServer, client: MongoClient[dict[str, Any]]) -> None:
     import asyncio
 
     from pymongo import AsyncMongoClient
