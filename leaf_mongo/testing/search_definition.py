@@ -81,8 +81,8 @@ def _normalize_mapping(mapping: Any, ctx: str, custom: set[str], root: bool) -> 
     fields = mapping.get("fields", {})
     if not isinstance(fields, dict):
         raise failed_to_parse(f'"{ctx}.fields" must be a document')
-    if root and not dynamic and not fields:
-        raise failed_to_parse(f'"{ctx}.fields" must be specified (and not empty) when "{ctx}.dynamic" is false')
+    # `{dynamic: false}` with no fields is a valid (empty) index: mongot's SearchIndexDefinition parses `mappings`
+    # with DocumentFieldDefinition::fromBson and checks no field count; Atlas and the drivers' prose tests use it.
     out_fields: dict[str, Any] = {}
     for name, spec in fields.items():
         fctx = f"{ctx}.fields.{name}"

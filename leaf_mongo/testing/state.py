@@ -29,8 +29,8 @@ from leaf_mongo.testing.errors import (
     BAD_VALUE,
     DUPLICATE_KEY,
     INVALID_NAMESPACE,
-    NOT_IMPLEMENTED,
     CommandError,
+    not_implemented,
     unknown_error,
 )
 from leaf_mongo.testing.fulltext import FullTextIndex
@@ -279,11 +279,11 @@ def _dup_msg(exc: Exception) -> str:
 
 def _write_error(exc: Exception) -> dict[str, Any]:
     if isinstance(exc, CommandError):
-        return {"code": exc.code, "errmsg": exc.errmsg}
+        return exc.to_write_error()
     if isinstance(exc, mongomock.DuplicateKeyError):
-        return {"code": DUPLICATE_KEY, "errmsg": _dup_msg(exc)}
+        return {"code": DUPLICATE_KEY, "errmsg": _dup_msg(exc), **(exc.details or {})}
     if isinstance(exc, mongomock.OperationFailure):
         return {"code": exc.code or BAD_VALUE, "errmsg": str(exc)}
     if isinstance(exc, NotImplementedError):
-        return {"code": NOT_IMPLEMENTED, "errmsg": f"not supported by the leaf-mongo emulator: {exc}"}
+        return not_implemented(f"not supported by the leaf-mongo emulator: {exc}").to_write_error()
     return {"code": BAD_VALUE, "errmsg": f"{type(exc).__name__}: {exc}"}

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from leaf_mongo.testing.aggregation import run_pipeline
-from leaf_mongo.testing.errors import bad_value, not_implemented
+from leaf_mongo.testing.commands.options import bind_let, check_hint, refuse_collation
+from leaf_mongo.testing.errors import INVALID_OPTIONS, CommandError, bad_value, not_implemented
 from leaf_mongo.testing.meta import strip_hidden
 from leaf_mongo.testing.state import SERVER_VERSION, BackendState
 
@@ -18,12 +19,18 @@ class AggregateCommands(BackendState):
     def _aggregate(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         target = cmd["aggregate"]
         if not isinstance(target, str):
-            raise not_implemented("collectionless aggregate is not supported by the leaf-mongo emulator")
+            raise not_implemented("collectionless aggregate is not supported by the leaf-mongo emulator (emulator limitation)")
         if cmd.get("explain"):
             return self._explain_aggregate(db, cmd, "queryPlanner")
-        pipeline = cmd.get("pipeline")
+        refuse_collation(cmd)
+        check_hint(self._coll(db, target), self._exists(db, target), cmd.get("hint"))
+        pipeline = bind_let(cmd.get("pipeline"), cmd.get("let"))
+        writes = _write_targets(db, pipeline)
+        if writes and (cmd.get("readConcern") or {}).get("level") == "linearizable":
+            stage = "$out" if any(isinstance(st, dict) and "$out" in st for st in pipeline) else "$merge"
+            raise CommandError(f"{stage} cannot be used with a 'linearizable' read concern level", INVALID_OPTIONS)
         out = strip_hidden(run_pipeline(self, db, target, pipeline))
-        for ns in _write_targets(db, pipeline):
+        for ns in writes:
             self._rewritten(ns)
         cursor_opts = cmd.get("cursor") or {}
         return self._cursor_reply(f"{db}.{target}", out, cursor_opts.get("batchSize"))
@@ -48,7 +55,7 @@ class AggregateCommands(BackendState):
         """
         target, pipeline = cmd["aggregate"], cmd.get("pipeline")
         if not isinstance(target, str):
-            raise not_implemented("collectionless aggregate is not supported by the leaf-mongo emulator")
+            raise not_implemented("collectionless aggregate is not supported by the leaf-mongo emulator (emulator limitation)")
         if any(isinstance(s, dict) and ("$out" in s or "$merge" in s) for s in pipeline or []):
             raise not_implemented("explain of $out/$merge is not supported by the leaf-mongo emulator")
         n_returned = len(run_pipeline(self, db, target, pipeline))

@@ -1,0 +1,118 @@
+"""Options that CRUD commands share: ``collation``, ``hint``, ``let`` and the ``sort`` of a single-document update.
+
+Each is either done as mongod does it or refused (NotImplemented, "emulator limitation"); none is accepted and
+ignored, which would let a test pass against behaviour no server has.
+
+* ``collation``: only the simple collation (``{locale: "simple"}``, binary comparison, what the emulator does
+  anyway) is accepted; any other locale changes matching, sorting and ``distinct``, and is refused.
+* ``hint``: mongod plans with the hinted index, which changes no result unless the index is sparse or partial;
+  so a hint must name an existing index (by name or key pattern; ``{$natural: ±1}`` always), as mongod checks
+  (BadValue, "hint provided does not correspond to an existing index"); a sparse or partial one is refused.
+* ``let``: the variables are bound as literals wherever the command's expressions read ``$$name``.
+* ``sort`` of ``updateOne``/``replaceOne`` (MongoDB 8.0+): the first match in that order is the one changed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leaf_mongo.testing.docs import MockCollection
+from leaf_mongo.testing.errors import BAD_VALUE, FAILED_TO_PARSE, CommandError, not_implemented
+
+SYSTEM_VARIABLES = frozenset(
+    {"ROOT", "CURRENT", "NOW", "CLUSTER_TIME", "REMOVE", "DESCEND", "PRUNE", "KEEP", "SEARCH_META", "USER_ROLES"}
+)
+
+
+def refuse_collation(spec: dict[str, Any]) -> None:
+    """Refuse a non-simple ``collation`` (of a command or of one update/delete statement)."""
+    collation = spec.get("collation")
+    if collation is None:
+        return
+    if not isinstance(collation, dict):
+        raise CommandError("collation must be an object", FAILED_TO_PARSE)
+    if collation != {"locale": "simple"}:
+        raise not_implemented(
+            f"collation {collation!r} is not supported by the leaf-mongo emulator: only the simple "
+            "(binary) collation is (emulator limitation)"
+        )
+
+
+def check_hint(coll: MockCollection, exists: bool, hint: Any) -> None:
+    """Validate a ``hint`` as mongod's planner does; refuse one whose index could change the result."""
+    if hint is None or (isinstance(hint, dict) and not hint):
+        return
+    if isinstance(hint, dict) and set(hint) == {"$natural"}:
+        return
+    if not isinstance(hint, (str, dict)):
+        raise CommandError("hint must be a string or an object", FAILED_TO_PARSE)
+    if not exists:  # mongod: no collection, an EOF plan, nothing to check
+        return
+    for name, info in coll.index_information().items():
+        if name == hint or (isinstance(hint, dict) and list(info["key"]) == list(hint.items())):
+            if info.get("sparse") or info.get("partialFilterExpression") is not None:
+                raise not_implemented(
+                    f"a hint of the sparse or partial index {name!r} is not supported by the leaf-mongo emulator "
+                    "(it would change the result) (emulator limitation)"
+                )
+            return
+    raise CommandError("hint provided does not correspond to an existing index", BAD_VALUE)
+
+
+def bind_let(value: Any, let: Any) -> Any:
+    """``value`` (a filter, update pipeline or aggregation pipeline) with every ``$$name`` of ``let`` bound."""
+    if not let:
+        return value
+    if not isinstance(let, dict):
+        raise CommandError("BSON field 'let' is the wrong type, expected type 'object'", 14)
+    for name, bound in let.items():
+        if not isinstance(name, str) or not name[:1].islower():
+            raise CommandError(f"'{name}' starts with an invalid character for a user variable name", 16866)
+        if _is_expression(bound):
+            raise not_implemented(
+                f"let variable {name!r} bound to an expression is not supported by the leaf-mongo emulator "
+                "(only constants are) (emulator limitation)"
+            )
+    return _bind(value, dict(let))
+
+
+def _is_expression(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.startswith("$")
+    if isinstance(value, dict):
+        return any(isinstance(k, str) and k.startswith("$") for k in value) or any(map(_is_expression, value.values()))
+    if isinstance(value, list):
+        return any(map(_is_expression, value))
+    return False
+
+
+def _bind(value: Any, let: dict[str, Any]) -> Any:
+    if isinstance(value, str) and value.startswith("$$"):
+        name, _, rest = value[2:].partition(".")
+        if name in let and name not in SYSTEM_VARIABLES:
+            if rest:
+                raise not_implemented(f"a path into a let variable ({value}) is not supported by the leaf-mongo emulator")
+            return {"$literal": let[name]}
+        return value
+    if isinstance(value, list):
+        return [_bind(v, let) for v in value]
+    if isinstance(value, dict):
+        inner = let
+        if isinstance(value.get("let"), dict):  # $lookup's (or $let's vars) own names shadow the command's
+            inner = {k: v for k, v in let.items() if k not in value["let"]}
+        if isinstance(value.get("vars"), dict):
+            inner = {k: v for k, v in inner.items() if k not in value["vars"]}
+        if "as" in value and isinstance(value["as"], str):  # $map/$filter: `as` names a variable
+            inner = {k: v for k, v in inner.items() if k != value["as"]}
+        if not inner:
+            return value
+        return {k: (v if k in ("let", "vars") else _bind(v, inner)) for k, v in value.items()}
+    return value
+
+
+def first_match(coll: MockCollection, query: dict[str, Any], sort: Any) -> dict[str, Any] | None:
+    """The document a single-document write changes: the first match, in ``sort`` order when one is given."""
+    if sort is not None and not isinstance(sort, dict):
+        raise CommandError("sort must be an object", FAILED_TO_PARSE)
+    order = list(sort.items()) if sort else None
+    return next(iter(coll.find(query, sort=order, limit=1)), None)
