@@ -42,10 +42,11 @@ from leaf_mongo.testing.errors import (
     DUPLICATE_KEY,
     INTERNAL_ERROR,
     NOT_A_RETRYABLE_WRITE_COMMAND,
+    CloseConnection,
     CommandError,
     not_implemented,
 )
-from leaf_mongo.testing.failpoints import FailCommand
+from leaf_mongo.testing.failpoints import FailCommand, PrimaryTransactionalWrite
 from leaf_mongo.testing.search_index import SearchIndex, normalize
 from leaf_mongo.testing.state import SERVER_VERSION, _dup_msg
 
@@ -82,6 +83,7 @@ class Backend(
         self.embedding = embedding
         self.test_commands = test_commands  # mongod's --setParameter enableTestCommands=1
         self.fail_command = FailCommand()
+        self.primary_write = PrimaryTransactionalWrite()
         self._retry_replies: dict[str, dict[str, Any]] = {}  # "lsid|txnNumber|command" -> the first reply
         self._handlers: dict[str, Handler] = {
             "hello": self._hello,
@@ -119,6 +121,7 @@ class Backend(
             "createsearchindexes": self._create_search_indexes,
             "updatesearchindex": self._update_search_index,
             "dropsearchindex": self._drop_search_index,
+            "bulkwrite": _refuse_client_bulk_write,
         }
         if test_commands:
             self._handlers["configurefailpoint"] = self._configure_fail_point
@@ -161,9 +164,12 @@ class Backend(
         if isinstance(name, str) and name.lower() in LOCK_FREE:
             return self._stamp(self._after(db, name, cmd, self._run(db, cmd, connection_id)))
         with self._lock:
+            self._per_connection.hang_up = False
             reply = self._run(db, cmd, connection_id)
             if self._storage is not None:
                 reply = self._commit(reply)
+            if self._per_connection.hang_up:  # onPrimaryTransactionalWrite: committed, then the connection closes
+                raise CloseConnection("Failing write after commit due to 'onPrimaryTransactionalWrite' failpoint")
             return self._stamp(self._after(db, name, cmd, reply))
 
     def _after(self, db: str, name: Any, cmd: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
@@ -256,7 +262,9 @@ class Backend(
         done = self._retry_replies.get(key)
         if done is not None:
             return copy.deepcopy(done)
+        hang_up = self._fail_retryable_write()
         reply = run()
+        self._per_connection.hang_up = hang_up
         if reply.get("ok"):
             self._retry_replies[key] = copy.deepcopy(reply)
             if self._storage is not None:  # a driver retrying after a server crash gets this reply, not a rerun
@@ -264,3 +272,11 @@ class Backend(
             while len(self._retry_replies) > MAX_RETRY_REPLIES:
                 self._retry_replies.pop(next(iter(self._retry_replies)))
         return reply
+
+
+def _refuse_client_bulk_write(db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
+    """MongoDB 8.0's ``bulkWrite`` admin command (``MongoClient.bulk_write``): refused, not answered as unknown."""
+    raise not_implemented(
+        "the bulkWrite command (MongoClient.bulk_write, MongoDB 8.0+) is not supported by the leaf-mongo emulator "
+        "(emulator limitation)"
+    )

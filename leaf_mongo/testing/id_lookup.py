@@ -51,6 +51,13 @@ class IdIndexedCollection(mongomock.Collection):  # type: ignore[misc]
     """mongomock's collection, with ``_id`` equality filters answered from the store by key, and duplicate-key
     errors that name the index, its key pattern and the duplicated value, as mongod's do."""
 
+    def _apply_update_pipeline(self, existing_document: dict[str, Any], pipeline: Any, session: Any) -> None:
+        """An update pipeline whose result lacks ``_id`` keeps the document's (mongod re-adds it; mongomock lost it)."""
+        doc_id = existing_document.get("_id")
+        super()._apply_update_pipeline(existing_document, pipeline, session)
+        if "_id" not in existing_document:
+            existing_document["_id"] = doc_id
+
     def _ensure_uniques(self, new_data: dict[str, Any]) -> None:
         """mongomock's unique-index check (``new_data`` is already stored), raising mongod's E11000 error."""
         for name, index in self._store.indexes.items():

@@ -141,6 +141,8 @@ def normalize_search_definition(definition: Any) -> dict[str, Any]:
     """
     if not isinstance(definition, dict):
         raise failed_to_parse('"definition" must be a document')
+    if "mappings" not in definition:  # mongot parses the required `mappings` first (Atlas says the same)
+        raise failed_to_parse("Attribute mappings missing.")
     reject_unknown_fields(
         definition,
         {
@@ -155,8 +157,6 @@ def normalize_search_definition(definition: Any) -> dict[str, Any]:
         },
         "",
     )
-    if "mappings" not in definition:
-        raise failed_to_parse('"mappings" is required')
     custom = {str(a.get("name")) for a in definition.get("analyzers", []) if isinstance(a, dict)}
     for key in ("synonyms", "analyzers", "typeSets"):
         if key in definition:

@@ -35,6 +35,7 @@ from leaf_mongo.testing.errors import (
 )
 from leaf_mongo.testing.fulltext import FullTextIndex
 from leaf_mongo.testing.id_lookup import IdIndexedCollection
+from leaf_mongo.testing.mongomock_fixes import apply as apply_mongomock_fixes
 from leaf_mongo.testing.search_index import SearchIndex
 from leaf_mongo.testing.vector_store import PathVectors
 
@@ -42,6 +43,8 @@ SERVER_VERSION = "8.2.0"  # what buildInfo reports unless the emulator is told t
 MAX_BSON_SIZE = 16 * 1024 * 1024
 MAX_BATCH_BYTES = MAX_BSON_SIZE - 64 * 1024
 CURSOR_IDLE_SECONDS = 600.0  # like mongod's cursorTimeoutMillis default
+
+apply_mongomock_fixes()
 
 Namespace = tuple[str, str]
 

@@ -14,7 +14,10 @@ ignored, which would let a test pass against behaviour no server has.
 
 from __future__ import annotations
 
+import random
 from typing import Any
+
+from mongomock import aggregate as mm_aggregate
 
 from leaf_mongo.testing.docs import MockCollection
 from leaf_mongo.testing.errors import BAD_VALUE, FAILED_TO_PARSE, CommandError, not_implemented
@@ -65,15 +68,26 @@ def bind_let(value: Any, let: Any) -> Any:
         return value
     if not isinstance(let, dict):
         raise CommandError("BSON field 'let' is the wrong type, expected type 'object'", 14)
+    values: dict[str, Any] = {}
     for name, bound in let.items():
         if not isinstance(name, str) or not name[:1].islower():
             raise CommandError(f"'{name}' starts with an invalid character for a user variable name", 16866)
-        if _is_expression(bound):
-            raise not_implemented(
-                f"let variable {name!r} bound to an expression is not supported by the leaf-mongo emulator "
-                "(only constants are) (emulator limitation)"
-            )
-    return _bind(value, dict(let))
+        values[name] = _evaluate(name, bound)
+    return _bind(value, values)
+
+
+def _evaluate(name: str, bound: Any) -> Any:
+    """A ``let`` value, evaluated once for the command as mongod does (no document: ``$field`` paths are missing)."""
+    if not _is_expression(bound):
+        return bound
+    if bound == {"$rand": {}}:
+        return random.random()
+    try:
+        return mm_aggregate._parse_expression(bound, {})
+    except (KeyError, NotImplementedError) as exc:
+        raise not_implemented(
+            f"let variable {name!r} = {bound!r} is not supported by the leaf-mongo emulator: {exc} (emulator limitation)"
+        ) from exc
 
 
 def _is_expression(value: Any) -> bool:

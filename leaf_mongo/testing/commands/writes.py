@@ -61,7 +61,7 @@ class WriteCommands(BackendState):
                 keys, res = self._update_statement(coll, spec, cmd.get("let"))
                 n += res.matched_count
                 modified += res.modified_count
-                if res.upserted_id is not None:
+                if res.upserted_id is not None or res.raw_result.get("upsertedNullId"):
                     n += 1
                     upserted.append({"index": i, "_id": res.upserted_id})
                     keys.append(store_key(res.upserted_id))
@@ -104,9 +104,10 @@ class WriteCommands(BackendState):
         keys = self._matching_keys(coll, q, multi) if self._watching((coll.database.name, coll.name)) else []
         if is_replacement:
             return keys, coll.replace_one(q, u, upsert=upsert)
-        if multi:
-            return keys, coll.update_many(q, u, upsert=upsert)
-        return keys, coll.update_one(q, u, upsert=upsert)
+        res = coll.update_many(q, u, upsert=upsert) if multi else coll.update_one(q, u, upsert=upsert)
+        if res.upserted_id is not None and "_id" in q and q["_id"] is None:
+            return keys, _null_id(coll, res.upserted_id)
+        return keys, res
 
     def _delete(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         coll = self._coll(db, cmd["delete"])
@@ -205,3 +206,11 @@ def _dollar_key(value: Any) -> bool:
     if isinstance(value, list):
         return any(map(_dollar_key, value))
     return False
+
+
+def _null_id(coll: MockCollection, upserted: Any) -> Any:
+    """An upsert whose filter is ``{_id: null}`` inserts ``_id: null``, as mongod does (mongomock made an ObjectId)."""
+    doc = coll.find_one_and_delete({"_id": upserted})
+    doc["_id"] = None
+    coll.insert_one(doc)
+    return UpdateResult({"n": 0, "nModified": 0, "upserted": None, "upsertedNullId": True}, acknowledged=True)
