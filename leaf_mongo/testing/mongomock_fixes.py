@@ -8,6 +8,7 @@ tests (``scripts/driver_spec_suite.py``):
 * a field missing from a document, read by an aggregation comparison (``$eq``, ``$ne``, ``$gt``, ...), is
   *missing*: equal only to another missing value and lower than every value, null included (mongomock
   raised KeyError, e.g. for ``{$expr: {$eq: ["$name", "$$name"]}}`` over a document without ``name``);
+* ``$replaceWith`` is ``$replaceRoot`` with the new root given directly (mongomock had only the latter);
 * ``$setField``, ``$getField`` and ``$unsetField`` (field names with ``$`` or ``.``) are refused as an
   emulator limitation rather than reported as unknown expressions.
 """
@@ -75,8 +76,13 @@ _ORIGINAL_COMPARE = mm_aggregate._Parser._handle_comparison_operator
 _ORIGINAL_PARSE = mm_aggregate._Parser.parse
 
 
+def _replace_with(in_collection: Any, database: Any, options: Any) -> Any:
+    return mm_aggregate._handle_replace_root_stage(in_collection, database, {"newRoot": options})
+
+
 def apply() -> None:
     """Install the corrections (idempotent)."""
+    mm_aggregate._PIPELINE_HANDLERS["$replaceWith"] = _replace_with
     mm_filtering.TYPE_MAP["null"] = _is_null
     mm_aggregate._Parser._handle_comparison_operator = _compare
     mm_aggregate._Parser.parse = _parse
