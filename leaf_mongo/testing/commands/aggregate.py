@@ -21,7 +21,7 @@ class AggregateCommands(BackendState):
         if target == 1 and not cmd.get("explain"):
             return self._collectionless(db, cmd)
         if not isinstance(target, str):
-            raise not_implemented("collectionless aggregate is not supported by the leaf-mongo emulator (emulator limitation)")
+            raise not_implemented("collectionless aggregate is not supported by the leaf-mongo emulator")
         if cmd.get("explain"):
             return self._explain_aggregate(db, cmd, "queryPlanner")
         refuse_collation(cmd)
@@ -75,7 +75,7 @@ class AggregateCommands(BackendState):
         """
         target, pipeline = cmd["aggregate"], cmd.get("pipeline")
         if not isinstance(target, str):
-            raise not_implemented("collectionless aggregate is not supported by the leaf-mongo emulator (emulator limitation)")
+            raise not_implemented("collectionless aggregate is not supported by the leaf-mongo emulator")
         if any(isinstance(s, dict) and ("$out" in s or "$merge" in s) for s in pipeline or []):
             raise not_implemented("explain of $out/$merge is not supported by the leaf-mongo emulator")
         n_returned = len(run_pipeline(self, db, target, pipeline))

@@ -86,7 +86,7 @@ def _evaluate(name: str, bound: Any) -> Any:
         return mm_aggregate._parse_expression(bound, {})
     except (KeyError, NotImplementedError) as exc:
         raise not_implemented(
-            f"let variable {name!r} = {bound!r} is not supported by the leaf-mongo emulator: {exc} (emulator limitation)"
+            f"let variable {name!r} = {bound!r} is not supported by the leaf-mongo emulator: {exc}"
         ) from exc
 
 
@@ -105,7 +105,7 @@ def _bind(value: Any, let: dict[str, Any]) -> Any:
         name, _, rest = value[2:].partition(".")
         if name in let and name not in SYSTEM_VARIABLES:
             if rest:
-                raise not_implemented(f"a path into a let variable ({value}) is not supported by the leaf-mongo emulator")
+                raise not_implemented(f"a path into a let variable ({value}) is not supported by the emulator")
             return {"$literal": let[name]}
         return value
     if isinstance(value, list):

@@ -183,14 +183,15 @@ def _upsert_replacement(coll: MockCollection, query: dict[str, Any], replacement
     (mongod takes only ``_id`` from the filter of a replacement)."""
     doc = dict(replacement)
     wanted = query.get("_id")
-    if "_id" not in doc and "_id" in query and not (isinstance(wanted, dict) and any(k.startswith("$") for k in wanted)):
+    is_operator = isinstance(wanted, dict) and any(k.startswith("$") for k in wanted)
+    if "_id" not in doc and "_id" in query and not is_operator:
         doc["_id"] = wanted
     inserted = coll.insert_one(doc).inserted_id
     return UpdateResult({"n": 1, "nModified": 0, "upserted": inserted}, acknowledged=True)
 
 
 def _check_field_names(doc: dict[str, Any]) -> None:
-    """mongod refuses ``$``-prefixed names inside ``_id``; elsewhere it stores them (5.0+), which the emulator does not."""
+    """mongod refuses ``$``-prefixed names inside ``_id``; elsewhere it stores them (5.0+); the emulator does not."""
     if isinstance(doc.get("_id"), dict) and any(str(k).startswith("$") for k in doc["_id"]):
         bad = next(k for k in doc["_id"] if str(k).startswith("$"))
         raise CommandError(f"_id fields may not contain '$'-prefixed fields: {bad} is not valid for storage.", 52)
