@@ -235,7 +235,7 @@ class Backend(
         except CommandError as exc:
             return exc.to_reply()
         except mongomock.DuplicateKeyError as exc:
-            return CommandError(_dup_msg(exc), DUPLICATE_KEY, extra=exc.details or {}).to_reply()
+            return CommandError(_dup_msg(exc), DUPLICATE_KEY, extra=dict(exc.details or {})).to_reply()
         except mongomock.OperationFailure as exc:
             return CommandError(str(exc), exc.code or BAD_VALUE).to_reply()
         except NotImplementedError as exc:

@@ -54,13 +54,14 @@ class IdIndexedCollection(mongomock.Collection):  # type: ignore[misc]
     def _apply_update_pipeline(self, existing_document: dict[str, Any], pipeline: Any, session: Any) -> None:
         """An update pipeline whose result lacks ``_id`` keeps the document's (mongod re-adds it; mongomock lost it)."""
         doc_id = existing_document.get("_id")
-        super()._apply_update_pipeline(existing_document, pipeline, session)
+        super()._apply_update_pipeline(existing_document, pipeline, session)  # type: ignore[misc]
         if "_id" not in existing_document:
             existing_document["_id"] = doc_id
 
     def _ensure_uniques(self, new_data: dict[str, Any]) -> None:
         """mongomock's unique-index check (``new_data`` is already stored), raising mongod's E11000 error."""
-        for name, index in self._store.indexes.items():
+        indexes: dict[str, dict[str, Any]] = self._store.indexes
+        for name, index in indexes.items():
             if not index.get("unique"):
                 continue
             key_value: dict[str, Any] = {}

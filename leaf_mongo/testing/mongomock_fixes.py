@@ -84,8 +84,8 @@ def apply() -> None:
     """Install the corrections (idempotent)."""
     mm_aggregate._PIPELINE_HANDLERS["$replaceWith"] = _replace_with
     mm_filtering.TYPE_MAP["null"] = _is_null
-    mm_aggregate._Parser._handle_comparison_operator = _compare
-    mm_aggregate._Parser.parse = _parse
+    mm_aggregate._Parser._handle_comparison_operator = _compare  # type: ignore[method-assign]
+    mm_aggregate._Parser.parse = _parse  # type: ignore[method-assign]
 
 
 apply()

@@ -99,7 +99,7 @@ class WriteCommands(BackendState):
             target = first_match(coll, q, sort)
             if target is not None:
                 q = {"_id": target["_id"]}
-            elif is_replacement and upsert:
+            elif is_replacement and upsert and isinstance(u, dict):
                 return [], _upsert_replacement(coll, q, u)
         keys = self._matching_keys(coll, q, multi) if self._watching((coll.database.name, coll.name)) else []
         if is_replacement:
