@@ -60,7 +60,8 @@ class IdIndexedCollection(mongomock.Collection):  # type: ignore[misc]
 
     def _ensure_uniques(self, new_data: dict[str, Any]) -> None:
         """mongomock's unique-index check (``new_data`` is already stored), raising mongod's E11000 error."""
-        indexes: dict[str, dict[str, Any]] = self._store.indexes
+        store: Any = self._store
+        indexes: dict[str, dict[str, Any]] = store.indexes
         for name, index in indexes.items():
             if not index.get("unique"):
                 continue
