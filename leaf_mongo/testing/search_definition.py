@@ -81,8 +81,8 @@ def _normalize_mapping(mapping: Any, ctx: str, custom: set[str], root: bool) -> 
     fields = mapping.get("fields", {})
     if not isinstance(fields, dict):
         raise failed_to_parse(f'"{ctx}.fields" must be a document')
-    # `{dynamic: false}` with no fields is a valid (empty) index: mongot's SearchIndexDefinition parses `mappings`
-    # with DocumentFieldDefinition::fromBson and checks no field count; Atlas and the drivers' prose tests use it.
+    # `{dynamic: false}` with no fields is a valid (empty) index: mongot's DocumentFieldDefinition defaults `fields`
+    # to {} and checks no count (its test's valid "explicit dynamic" spec); Atlas and the drivers' prose tests use it.
     out_fields: dict[str, Any] = {}
     for name, spec in fields.items():
         fctx = f"{ctx}.fields.{name}"

@@ -228,8 +228,9 @@ def test_upsert_of_a_null_id_stores_null(database: Database) -> None:
 
 
 def test_search_index_with_dynamic_false_and_no_fields_is_accepted(database: Database) -> None:
-    # mongot parses `mappings` with DocumentFieldDefinition::fromBson and checks no field count (MT
-    # index/definition/SearchIndexDefinition.java); the drivers' prose tests create exactly this index.
+    # mongot's DocumentFieldDefinition defaults `fields` to {} and checks no count (MT
+    # index/definition/DocumentFieldDefinition.java, its test's valid "explicit dynamic" spec); the drivers' prose
+    # tests create exactly this index.
     coll = database.coll_dynamic_false
     coll.insert_one({"_id": 1, "text": "hello"})
     name = coll.create_search_index(SearchIndexModel({"mappings": {"dynamic": False}}, name="empty"))
