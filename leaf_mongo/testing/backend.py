@@ -28,6 +28,7 @@ import mongomock
 
 from leaf_mongo.testing.commands.aggregate import AggregateCommands
 from leaf_mongo.testing.commands.catalog import CatalogCommands
+from leaf_mongo.testing.commands.client_bulk import ClientBulkWriteCommands
 from leaf_mongo.testing.commands.handshake import HandshakeCommands
 from leaf_mongo.testing.commands.parameters import ParameterCommands
 from leaf_mongo.testing.commands.reads import ReadCommands
@@ -50,7 +51,7 @@ from leaf_mongo.testing.failpoints import FailCommand, PrimaryTransactionalWrite
 from leaf_mongo.testing.search_index import SearchIndex, normalize
 from leaf_mongo.testing.state import SERVER_VERSION, _dup_msg
 
-RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify"})
+RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify", "bulkwrite"})
 # Commands that read no data: answered at once, never behind a long command (a driver's heartbeat is a hello, and
 # pymongo cancels the operations of a server whose heartbeat times out).
 LOCK_FREE = frozenset({"hello", "ismaster", "ping", "buildinfo", "hostinfo", "serverstatus", "getparameter",
@@ -64,6 +65,7 @@ class Backend(
     HandshakeCommands,
     ParameterCommands,
     WriteCommands,
+    ClientBulkWriteCommands,
     ReadCommands,
     CatalogCommands,
     SearchIndexCommands,
@@ -121,7 +123,7 @@ class Backend(
             "createsearchindexes": self._create_search_indexes,
             "updatesearchindex": self._update_search_index,
             "dropsearchindex": self._drop_search_index,
-            "bulkwrite": _refuse_client_bulk_write,
+            "bulkwrite": self._client_bulk_write,
         }
         if test_commands:
             self._handlers["configurefailpoint"] = self._configure_fail_point
@@ -272,11 +274,3 @@ class Backend(
             while len(self._retry_replies) > MAX_RETRY_REPLIES:
                 self._retry_replies.pop(next(iter(self._retry_replies)))
         return reply
-
-
-def _refuse_client_bulk_write(db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
-    """MongoDB 8.0's ``bulkWrite`` admin command (``MongoClient.bulk_write``): refused, not answered as unknown."""
-    raise not_implemented(
-        "the bulkWrite command (MongoClient.bulk_write, MongoDB 8.0+) is not supported by the leaf-mongo emulator "
-        "(emulator limitation)"
-    )

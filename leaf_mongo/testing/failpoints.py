@@ -36,7 +36,7 @@ _CANONICAL = {
         "connectionStatus", "whatsmyuri", "endSessions", "killAllSessions", "insert", "update", "delete",
         "findAndModify", "find", "getMore", "killCursors", "aggregate", "explain", "count", "distinct", "create",
         "drop", "listCollections", "dropDatabase", "listDatabases", "createIndexes", "listIndexes", "dropIndexes",
-        "createSearchIndexes", "updateSearchIndex", "dropSearchIndex",
+        "createSearchIndexes", "updateSearchIndex", "dropSearchIndex", "bulkWrite",
     )
 }  # fmt: skip
 _CANONICAL["deleteindexes"] = "dropIndexes"

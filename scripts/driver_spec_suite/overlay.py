@@ -34,7 +34,6 @@ NO_MONGOT = (
 # "emulator limitation"; leaf_mongo/testing/README.md lists them under "Emulator limitations".
 COLLATION = "emulator limitation: collations other than the simple (binary) one are refused"
 ARRAY_FILTERS = "emulator limitation: arrayFilters (filtered positional updates, $[<id>]) are refused"
-CLIENT_BULK_WRITE = "emulator limitation: the bulkWrite command (MongoClient.bulk_write, MongoDB 8.0+) is refused"
 FIELD_NAMES = (
     "emulator limitation: field names starting with '$' (MongoDB 5.0+) and $setField/$getField/$unsetField are refused"
 )
@@ -61,27 +60,8 @@ SKIPS: dict[str, str] = {
     "crud/bulkWrite-insertOne-dots_and_dollars.json::Inserting document with top-level dollar-prefixed key on 5.0+ server": FIELD_NAMES,
     "crud/bulkWrite-updateMany-dots_and_dollars.json": FIELD_NAMES,
     "crud/bulkWrite-updateOne-dots_and_dollars.json": FIELD_NAMES,
-    "crud/client-bulkWrite-delete-options.json": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-errors.json::a write concern error occurs during a bulkWrite": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-errors.json::an individual operation fails during an ordered bulkWrite": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-errors.json::an individual operation fails during an unordered bulkWrite": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-errors.json::detailed results are omitted from error when verboseResults is false": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-mixed-namespaces.json": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-options.json": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-ordered.json": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-partialResults.json::partialResult is set when first operation fails during an unordered bulk write (summary)": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-partialResults.json::partialResult is set when first operation fails during an unordered bulk write (verbose)": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-partialResults.json::partialResult is set when second operation fails during an ordered bulk write (summary)": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-partialResults.json::partialResult is set when second operation fails during an ordered bulk write (verbose)": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-partialResults.json::partialResult is set when second operation fails during an unordered bulk write (summary)": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-partialResults.json::partialResult is set when second operation fails during an unordered bulk write (verbose)": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-replaceOne-sort.json": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-results.json": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-update-options.json": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-update-pipeline.json": CLIENT_BULK_WRITE,
-    "crud/client-bulkWrite-updateOne-sort.json": CLIENT_BULK_WRITE,
+    "crud/client-bulkWrite-update-options.json::client bulkWrite update with arrayFilters": ARRAY_FILTERS,
     "crud/count-collation.json": COLLATION,
-    "crud/create-null-ids.json::inserting _id with type null via clientBulkWrite": CLIENT_BULK_WRITE,
     "crud/db-aggregate-write-readPreference.json": LIST_LOCAL_SESSIONS,
     "crud/db-aggregate.json": LIST_LOCAL_SESSIONS,
     "crud/deleteMany-collation.json": COLLATION,
@@ -106,10 +86,6 @@ SKIPS: dict[str, str] = {
     "crud/updateOne-arrayFilters.json": ARRAY_FILTERS,
     "crud/updateOne-collation.json": COLLATION,
     "crud/updateOne-dots_and_dollars.json": FIELD_NAMES,
-    "retryable_writes/client-bulkWrite-clientErrors.json::client bulkWrite with one network error succeeds after retry": CLIENT_BULK_WRITE,
-    "retryable_writes/client-bulkWrite-serverErrors.json::client bulkWrite with multi: true operations fails after retryable writeConcernError": CLIENT_BULK_WRITE,
-    "retryable_writes/client-bulkWrite-serverErrors.json::client bulkWrite with no multi: true operations succeeds after retryable top-level error": CLIENT_BULK_WRITE,
-    "retryable_writes/client-bulkWrite-serverErrors.json::client bulkWrite with no multi: true operations succeeds after retryable writeConcernError": CLIENT_BULK_WRITE,
 }
 
 

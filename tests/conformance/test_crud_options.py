@@ -13,10 +13,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import DeleteMany, InsertOne, ReturnDocument, UpdateOne
 from pymongo.collation import Collation
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, WriteError
+from pymongo.errors import (
+    BulkWriteError,
+    ClientBulkWriteException,
+    DuplicateKeyError,
+    OperationFailure,
+    WriteError,
+)
 from pymongo.operations import SearchIndexModel
 
 from leaf_mongo.testing import MongoEmulator, wait_for_search_index
@@ -237,3 +243,44 @@ def test_search_index_with_dynamic_false_and_no_fields_is_accepted(database: Dat
     assert name == "empty"
     index = wait_for_search_index(coll, "empty", TIMEOUT)
     assert index["latestDefinition"] == {"mappings": {"dynamic": False}}
+
+
+# --------------------------------------------------------------------------- client bulkWrite, undefined variables
+
+
+def test_client_bulk_write_writes_across_namespaces(mongo_client: Any, database: Database) -> None:
+    # MongoDB 8.0's bulkWrite admin command (MongoClient.bulk_write); spec tests client-bulkWrite-*.json
+    a, b = f"{database.name}.bulk_a", f"{database.name}.bulk_b"
+    database.bulk_b.insert_many([{"_id": 1, "x": 1}, {"_id": 2, "x": 2}])
+    result = mongo_client.bulk_write(
+        [
+            InsertOne(namespace=a, document={"_id": 1}),
+            UpdateOne(namespace=b, filter={}, update={"$inc": {"x": 10}}, sort={"_id": -1}),
+            UpdateOne(namespace=b, filter={"_id": 3}, update={"$set": {"x": 3}}, upsert=True),
+            DeleteMany(namespace=b, filter={"x": {"$lt": 5}}),
+        ],
+        verbose_results=True,
+    )
+    assert (result.inserted_count, result.matched_count, result.modified_count) == (1, 1, 1)
+    assert (result.upserted_count, result.deleted_count) == (1, 2)
+    assert result.update_results[2].upserted_id == 3
+    assert list(database.bulk_b.find()) == [{"_id": 2, "x": 12}]
+    with pytest.raises(ClientBulkWriteException) as failed:
+        mongo_client.bulk_write([InsertOne(namespace=a, document={"_id": 1}), InsertOne(namespace=a, document={})])
+    errors = failed.value.write_errors
+    assert [(e["idx"], e["code"]) for e in errors] == [(0, 11000)]  # ordered: stopped at the first error
+    assert database.bulk_a.count_documents({}) == 1
+
+
+def test_an_undefined_variable_is_an_error(database: Database) -> None:
+    # mongod: "Use of undefined variable: <name>" (17276), never a silent non-match
+    coll = database.coll_undefined_variable
+    coll.insert_one({"_id": 1})
+    with pytest.raises(OperationFailure) as on_find:
+        list(coll.find({"$expr": {"$eq": ["$_id", "$$nope"]}}))
+    assert on_find.value.code == 17276
+    with pytest.raises(WriteError) as on_delete:
+        coll.delete_one({"$expr": {"$eq": ["$_id", "$$nope"]}})
+    assert on_delete.value.code == 17276
+    assert coll.count_documents({}) == 1
+    assert coll.count_documents({"x": "$$nope"}) == 0  # outside $expr it is a plain string

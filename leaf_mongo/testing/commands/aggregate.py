@@ -26,7 +26,7 @@ class AggregateCommands(BackendState):
             return self._explain_aggregate(db, cmd, "queryPlanner")
         refuse_collation(cmd)
         check_hint(self._coll(db, target), self._exists(db, target), cmd.get("hint"))
-        pipeline = bind_let(cmd.get("pipeline"), cmd.get("let"))
+        pipeline = bind_let(cmd.get("pipeline"), cmd.get("let"), "pipeline")
         writes = _write_targets(db, pipeline)
         if writes and (cmd.get("readConcern") or {}).get("level") == "linearizable":
             stage = "$out" if any(isinstance(st, dict) and "$out" in st for st in pipeline) else "$merge"
@@ -41,7 +41,7 @@ class AggregateCommands(BackendState):
         """``{aggregate: 1}`` opened by ``$documents`` (its literal documents); other collectionless sources (
         ``$listLocalSessions``, ``$currentOp``, ...) are refused."""
         refuse_collation(cmd)
-        pipeline = bind_let(cmd.get("pipeline"), cmd.get("let"))
+        pipeline = bind_let(cmd.get("pipeline"), cmd.get("let"), "pipeline")
         first = pipeline[0] if isinstance(pipeline, list) and pipeline and isinstance(pipeline[0], dict) else {}
         if "$documents" not in first:
             name = next(iter(first), "an empty pipeline")

@@ -22,6 +22,9 @@ from mongomock import aggregate as mm_aggregate
 from leaf_mongo.testing.docs import MockCollection
 from leaf_mongo.testing.errors import BAD_VALUE, FAILED_TO_PARSE, CommandError, not_implemented
 
+UNDEFINED_VARIABLE = 17276
+# Stages whose `$$` names are their own (mongot's, and the fusion stages' `$$<pipeline>` scores): not bound.
+OWN_VARIABLES = frozenset({"$vectorSearch", "$search", "$searchMeta", "$rankFusion", "$scoreFusion"})
 SYSTEM_VARIABLES = frozenset(
     {"ROOT", "CURRENT", "NOW", "CLUSTER_TIME", "REMOVE", "DESCEND", "PRUNE", "KEEP", "SEARCH_META", "USER_ROLES"}
 )
@@ -62,18 +65,47 @@ def check_hint(coll: MockCollection, exists: bool, hint: Any) -> None:
     raise CommandError("hint provided does not correspond to an existing index", BAD_VALUE)
 
 
-def bind_let(value: Any, let: Any) -> Any:
-    """``value`` (a filter, update pipeline or aggregation pipeline) with every ``$$name`` of ``let`` bound."""
-    if not let:
-        return value
-    if not isinstance(let, dict):
+def bind_let(value: Any, let: Any, kind: str = "filter") -> Any:
+    """``value`` with every ``$$name`` of ``let`` bound, where mongod evaluates expressions.
+
+    ``kind`` is ``"filter"`` (only ``$expr``, also under ``$and``/``$or``/``$nor``) or ``"pipeline"`` (an update
+    or aggregation pipeline: every stage, a ``$match`` as a filter; mongot's stages and the fusion stages, whose
+    ``$$<pipeline>`` names are their own, are left alone). A variable neither bound nor a system one is mongod's
+    "Use of undefined variable" (17276), with or without ``let``.
+    """
+    if let is not None and not isinstance(let, dict):
         raise CommandError("BSON field 'let' is the wrong type, expected type 'object'", 14)
     values: dict[str, Any] = {}
-    for name, bound in let.items():
+    for name, bound in (let or {}).items():
         if not isinstance(name, str) or not name[:1].islower():
             raise CommandError(f"'{name}' starts with an invalid character for a user variable name", 16866)
         values[name] = _evaluate(name, bound)
-    return _bind(value, values)
+    if kind == "pipeline" and isinstance(value, list):
+        return [_bind_stage(stage, values) for stage in value]
+    return _bind_filter(value, values)
+
+
+def _bind_stage(stage: Any, let: dict[str, Any]) -> Any:
+    if not isinstance(stage, dict) or len(stage) != 1:
+        return stage
+    name, arg = next(iter(stage.items()))
+    if name in OWN_VARIABLES:
+        return stage
+    return {name: _bind_filter(arg, let) if name == "$match" else _bind(arg, let, frozenset())}
+
+
+def _bind_filter(value: Any, let: dict[str, Any]) -> Any:
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, arg in value.items():
+        if key == "$expr":
+            out[key] = _bind(arg, let, frozenset())
+        elif key in ("$and", "$or", "$nor") and isinstance(arg, list):
+            out[key] = [_bind_filter(f, let) for f in arg]
+        else:
+            out[key] = arg
+    return out
 
 
 def _evaluate(name: str, bound: Any) -> Any:
@@ -100,28 +132,30 @@ def _is_expression(value: Any) -> bool:
     return False
 
 
-def _bind(value: Any, let: dict[str, Any]) -> Any:
+def _bind(value: Any, let: dict[str, Any], local: frozenset[str]) -> Any:
+    """Bind ``let`` in an expression; ``local`` are the names its own ``$let``/``$map``/``$lookup`` define."""
     if isinstance(value, str) and value.startswith("$$"):
         name, _, rest = value[2:].partition(".")
-        if name in let and name not in SYSTEM_VARIABLES:
-            if rest:
-                raise not_implemented(f"a path into a let variable ({value}) is not supported by the emulator")
-            return {"$literal": let[name]}
-        return value
-    if isinstance(value, list):
-        return [_bind(v, let) for v in value]
-    if isinstance(value, dict):
-        inner = let
-        if isinstance(value.get("let"), dict):  # $lookup's (or $let's vars) own names shadow the command's
-            inner = {k: v for k, v in let.items() if k not in value["let"]}
-        if isinstance(value.get("vars"), dict):
-            inner = {k: v for k, v in inner.items() if k not in value["vars"]}
-        if "as" in value and isinstance(value["as"], str):  # $map/$filter: `as` names a variable
-            inner = {k: v for k, v in inner.items() if k != value["as"]}
-        if not inner:
+        if name in local or name in SYSTEM_VARIABLES:
             return value
-        return {k: (v if k in ("let", "vars") else _bind(v, inner)) for k, v in value.items()}
-    return value
+        if name not in let:
+            raise CommandError(f"Use of undefined variable: {name}", UNDEFINED_VARIABLE)
+        if rest:
+            raise not_implemented(f"a path into a let variable ({value}) is not supported by the emulator")
+        return {"$literal": let[name]}
+    if isinstance(value, list):
+        return [_bind(v, let, local) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "$literal" in value:
+        return value
+    inner = local
+    for scope in ("let", "vars"):  # $lookup's let, $let's vars: names for the inner pipeline / `in`
+        if isinstance(value.get(scope), dict):
+            inner = inner | set(value[scope])
+    if "in" in value:  # $map/$filter (`as`, default "this"), $reduce ("this", "value")
+        inner = inner | {"this", "value"} | ({value["as"]} if isinstance(value.get("as"), str) else set())
+    return {k: (_bind(v, let, local) if k in ("let", "vars") else _bind(v, let, inner)) for k, v in value.items()}
 
 
 def first_match(coll: MockCollection, query: dict[str, Any], sort: Any) -> dict[str, Any] | None:

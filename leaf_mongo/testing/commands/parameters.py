@@ -31,7 +31,7 @@ from leaf_mongo.testing.failpoints import (
 # mongod adds RetryableWriteError to these errors of a retryable write (src/mongo/db/error_labels.cpp,
 # ErrorCodes::isRetriableError in error_codes.yml).
 RETRYABLE_CODES = frozenset({6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
-_RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify"})
+_RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify", "bulkwrite"})
 
 
 class ParameterCommands:

@@ -82,7 +82,7 @@ class WriteCommands(BackendState):
         """One statement of an ``update``: the keys it may touch, and mongomock's result."""
         q = bind_let(spec.get("q") or {}, let)
         u = spec.get("u")
-        u = bind_let(u, let) if isinstance(u, list) else u
+        u = bind_let(u, let, "pipeline") if isinstance(u, list) else u
         multi = bool(spec.get("multi", False))
         upsert = bool(spec.get("upsert", False))
         refuse_collation(spec)
@@ -159,7 +159,7 @@ class WriteCommands(BackendState):
             last: dict[str, Any] = {"n": 1 if value is not None else 0}
         else:
             update = cmd.get("update")
-            update = bind_let(update, cmd.get("let")) if isinstance(update, list) else update
+            update = bind_let(update, cmd.get("let"), "pipeline") if isinstance(update, list) else update
             if isinstance(update, dict) and not any(k.startswith("$") for k in update):
                 value = coll.find_one_and_replace(
                     query, update, projection=fields, sort=sort, upsert=upsert, return_document=ret
