@@ -284,3 +284,18 @@ def test_an_undefined_variable_is_an_error(database: Database) -> None:
     assert on_delete.value.code == 17276
     assert coll.count_documents({}) == 1
     assert coll.count_documents({"x": "$$nope"}) == 0  # outside $expr it is a plain string
+
+
+def test_expression_variables_of_map_filter_reduce_and_let_are_defined(database: Database) -> None:
+    # $$this / `as` names / $let vars are the expressions' own variables, never "undefined" ($reduce's
+    # $$value too, but mongomock has no $reduce: refused as an emulator limitation)
+    coll = database.coll_local_variables
+    coll.insert_one({"_id": 1, "a": [1, 2, 3]})
+    expr = {
+        "$and": [
+            {"$eq": [{"$size": {"$filter": {"input": "$a", "cond": {"$gt": ["$$this", 1]}}}}, 2]},
+            {"$eq": [{"$sum": {"$map": {"input": "$a", "as": "v", "in": {"$multiply": ["$$v", 2]}}}}, 12]},
+            {"$eq": [{"$let": {"vars": {"k": 3}, "in": "$$k"}}, 3]},
+        ]
+    }
+    assert [d["_id"] for d in coll.find({"$expr": expr})] == [1]

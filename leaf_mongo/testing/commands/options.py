@@ -153,7 +153,7 @@ def _bind(value: Any, let: dict[str, Any], local: frozenset[str]) -> Any:
     for scope in ("let", "vars"):  # $lookup's let, $let's vars: names for the inner pipeline / `in`
         if isinstance(value.get(scope), dict):
             inner = inner | set(value[scope])
-    if "in" in value:  # $map/$filter (`as`, default "this"), $reduce ("this", "value")
+    if {"in", "as", "cond"} & set(value):  # $map/$filter (`as`, default "this"), $reduce ("this", "value")
         inner = inner | {"this", "value"} | ({value["as"]} if isinstance(value.get("as"), str) else set())
     return {k: (_bind(v, let, local) if k in ("let", "vars") else _bind(v, let, inner)) for k, v in value.items()}
 
