@@ -8,6 +8,8 @@ tests (``scripts/driver_spec_suite.py``):
 * a field missing from a document, read by an aggregation comparison (``$eq``, ``$ne``, ``$gt``, ...), is
   *missing*: equal only to another missing value and lower than every value, null included (mongomock
   raised KeyError, e.g. for ``{$expr: {$eq: ["$name", "$$name"]}}`` over a document without ``name``);
+* ``$sum``, ``$avg``, ``$min``, ``$max``, ``$first``, ``$last`` given one expression (``{$sum: {$map: ...}}``)
+  apply to the array it evaluates to (mongomock iterated the expression document's keys: a sum of 0);
 * ``$replaceWith`` is ``$replaceRoot`` with the new root given directly (mongomock had only the latter);
 * ``$setField``, ``$getField`` and ``$unsetField`` (field names with ``$`` or ``.``) are refused as an
   emulator limitation rather than reported as unknown expressions.
@@ -61,6 +63,17 @@ def _literal(value: Any) -> Any:
     return {"$literal": value}
 
 
+def _project_operator(self: Any, operator: str, values: Any) -> Any:
+    if operator in mm_aggregate._GROUPING_OPERATOR_MAP and isinstance(values, (str, dict)):
+        try:
+            parsed = self.parse(values)
+        except KeyError:  # a missing field: nothing to accumulate
+            parsed = []
+        items = parsed if isinstance(parsed, list) else [parsed]
+        return mm_aggregate._GROUPING_OPERATOR_MAP[operator](items)
+    return _ORIGINAL_PROJECT(self, operator, values)
+
+
 def _parse(self: Any, expression: Any) -> Any:
     if isinstance(expression, dict):
         for name in FIELD_NAME_OPERATORS:
@@ -74,6 +87,7 @@ def _parse(self: Any, expression: Any) -> Any:
 
 _ORIGINAL_COMPARE = mm_aggregate._Parser._handle_comparison_operator
 _ORIGINAL_PARSE = mm_aggregate._Parser.parse
+_ORIGINAL_PROJECT = mm_aggregate._Parser._handle_project_operator
 
 
 def _replace_with(in_collection: Any, database: Any, options: Any) -> Any:
@@ -86,6 +100,7 @@ def apply() -> None:
     mm_filtering.TYPE_MAP["null"] = _is_null
     mm_aggregate._Parser._handle_comparison_operator = _compare  # type: ignore[method-assign]
     mm_aggregate._Parser.parse = _parse  # type: ignore[method-assign]
+    mm_aggregate._Parser._handle_project_operator = _project_operator  # type: ignore[method-assign]
 
 
 apply()
