@@ -11,10 +11,11 @@
    (features declared out of scope, each refused by the emulator as an "emulator limitation") and one fix to
    the runner (expected lists are compared with their length, as the unified format requires);
 4. start ``python -m leaf_mongo.testing --port 0 --enable-test-commands`` and run, with ``DB_IP``/``DB_PORT``
-   pointing at it, the sync runner's ``test_crud_unified.py`` (``test/crud/unified``),
+   pointing at it, the sync and the async runner's ``test_crud_unified.py`` (``test/crud/unified``),
    ``test_retryable_writes_unified.py`` (``test/retryable_writes/unified``) and ``test_index_management.py``
    (``test/index_management`` and the module's prose/integration tests); print pass/skip/fail counts per group
-   and per spec file, and exit non-zero if any test failed or errored (or if nothing passed).
+   (``async-`` for the async runner's) and per spec file, and exit non-zero if any test failed or errored (or if
+   nothing passed).
 """
 
 from __future__ import annotations
@@ -37,10 +38,13 @@ VERSION = "4.20.1"
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 OVERLAY = HERE / "driver_spec_suite"
-GROUPS = {  # group -> the runner's test module
+GROUPS = {  # group -> the runner's test module (pymongo generates the async runner's from the sync one)
     "crud": "test/test_crud_unified.py",
     "retryable_writes": "test/test_retryable_writes_unified.py",
     "index_management": "test/test_index_management.py",
+    "async-crud": "test/asynchronous/test_crud_unified.py",
+    "async-retryable_writes": "test/asynchronous/test_retryable_writes_unified.py",
+    "async-index_management": "test/asynchronous/test_index_management.py",
 }
 
 
@@ -149,7 +153,7 @@ def run_suite(root: Path, python: Path, uri: str, junit: Path, extra: list[str])
     env.setdefault("DB_PASSWORD", "")
     env.pop("PYTHONPATH", None)  # the sdist's `test` package must not meet this repo's `tests`
     cmd = [str(python), "-m", "pytest", *GROUPS.values(), "-q", "-p", "no:cacheprovider", "-p", "leaf_spec_overlay",
-           "-o", "addopts=", "-m", "default or search_index", f"--junitxml={junit}",
+           "-o", "addopts=", "-m", "default or default_async or search_index", f"--junitxml={junit}",
            "-o", "junit_family=xunit1", *extra]  # fmt: skip
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=root, env=env, check=False)

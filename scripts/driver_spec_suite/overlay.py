@@ -122,6 +122,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             cls = getattr(item, "cls", None)
             spec = f"{Path(file).stem.removeprefix('test_')}/{file}"
             keys = [f"{file}::{cls.__name__ if cls else ''}::{item.name}"]
+        if "asynchronous" in str(item.fspath):  # the async runner: same spec files, its own group
+            spec = f"async-{spec}"
         item.user_properties.append(("spec_file", spec))
         reason = next((SKIPS[k] for k in keys if k in SKIPS), None)
         if reason:
