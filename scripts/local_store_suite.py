@@ -43,6 +43,9 @@ DESELECT = [
     "tests/conformance/test_mongot_parsing.py::test_nested_root_is_served_or_refused_as_a_limitation",
     "tests/conformance/test_pipelines.py::test_views_work_or_are_an_emulator_limitation",
     "tests/test_emulator_drivers.py::test_transactions_are_refused_as_an_emulator_limitation",
+    "tests/conformance/test_crud_options.py::test_collation_works_or_is_refused",
+    "tests/conformance/test_crud_options.py::test_hint_of_a_sparse_index_works_or_is_refused",
+    "tests/conformance/test_crud_options.py::test_array_filters_work_or_are_refused",
 ]
 
 

@@ -39,6 +39,7 @@ from leaf_mongo.testing.errors import (
     not_implemented,
 )
 from leaf_mongo.testing.fusion import rank_fusion, score_fusion
+from leaf_mongo.testing.merge_stage import merge
 from leaf_mongo.testing.meta import META_FIELDS, strip_hidden
 from leaf_mongo.testing.search_stage import run_search
 from leaf_mongo.testing.state import BackendState, version_tuple
@@ -131,6 +132,8 @@ def run_pipeline(
             raise CommandError(f"Unrecognized pipeline stage name: '{name}'", UNRECOGNIZED_STAGE)
         if context == "$lookup" and name in NOT_IN_LOOKUP:
             raise CommandError(f"{name} is not allowed to be used within a $lookup stage", NOT_ALLOWED_IN_LOOKUP)
+        if name in ("$out", "$merge") and i != len(pipeline) - 1:
+            raise CommandError(f"{name} can only be the final stage in the pipeline", 40601)
         if i > 0 and name in FIRST_STAGE_ONLY:
             raise CommandError(f"{name} is only valid as the first stage in a pipeline", NOT_FIRST_STAGE)
         if name == "$facet" and isinstance(stage[name], dict):
@@ -292,7 +295,7 @@ def _bind(value: Any, variables: dict[str, Any]) -> Any:
     return value
 
 
-STAGES: dict[str, Stage] = {"$unionWith": union_with, "$lookup": lookup}
+STAGES: dict[str, Stage] = {"$unionWith": union_with, "$lookup": lookup, "$merge": merge}
 
 
 # ---------------------------------------------------------------------- mongomock rewrites

@@ -29,6 +29,7 @@ import mongomock
 from leaf_mongo.testing.commands.aggregate import AggregateCommands
 from leaf_mongo.testing.commands.auth import USER_ADMIN, AuthCommands
 from leaf_mongo.testing.commands.catalog import CatalogCommands
+from leaf_mongo.testing.commands.client_bulk import ClientBulkWriteCommands
 from leaf_mongo.testing.commands.handshake import HandshakeCommands
 from leaf_mongo.testing.commands.parameters import ParameterCommands
 from leaf_mongo.testing.commands.reads import ReadCommands
@@ -43,15 +44,16 @@ from leaf_mongo.testing.errors import (
     DUPLICATE_KEY,
     INTERNAL_ERROR,
     NOT_A_RETRYABLE_WRITE_COMMAND,
+    CloseConnection,
     CommandError,
     not_implemented,
 )
-from leaf_mongo.testing.failpoints import FailCommand
+from leaf_mongo.testing.failpoints import FailCommand, PrimaryTransactionalWrite
 from leaf_mongo.testing.search_index import SearchIndex, normalize
 from leaf_mongo.testing.state import SERVER_VERSION, _dup_msg
 from leaf_mongo.testing.users import Users
 
-RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify"})
+RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify", "bulkwrite"})
 # Commands that read no data: answered at once, never behind a long command (a driver's heartbeat is a hello, and
 # pymongo cancels the operations of a server whose heartbeat times out).
 LOCK_FREE = frozenset({"hello", "ismaster", "ping", "buildinfo", "hostinfo", "serverstatus", "getparameter",
@@ -66,6 +68,7 @@ class Backend(
     HandshakeCommands,
     ParameterCommands,
     WriteCommands,
+    ClientBulkWriteCommands,
     ReadCommands,
     CatalogCommands,
     SearchIndexCommands,
@@ -87,6 +90,7 @@ class Backend(
         self.embedding = embedding
         self.test_commands = test_commands  # mongod's --setParameter enableTestCommands=1
         self.fail_command = FailCommand()
+        self.primary_write = PrimaryTransactionalWrite()
         self._retry_replies: dict[str, dict[str, Any]] = {}  # "lsid|txnNumber|command" -> the first reply
         self._handlers: dict[str, Handler] = {
             "hello": self._hello,
@@ -126,6 +130,7 @@ class Backend(
             "createsearchindexes": self._create_search_indexes,
             "updatesearchindex": self._update_search_index,
             "dropsearchindex": self._drop_search_index,
+            "bulkwrite": self._client_bulk_write,
         }
         self._handlers.update(dict.fromkeys(USER_ADMIN, self._user_admin), authenticate=self._authenticate_command)
         if test_commands:
@@ -173,9 +178,12 @@ class Backend(
         if isinstance(name, str) and name.lower() in LOCK_FREE:
             return self._stamp(self._after(db, name, cmd, self._run(db, cmd, connection_id)))
         with self._lock:
+            self._per_connection.hang_up = False
             reply = self._run(db, cmd, connection_id)
             if self._storage is not None:
                 reply = self._commit(reply)
+            if self._per_connection.hang_up:  # onPrimaryTransactionalWrite: committed, then the connection closes
+                raise CloseConnection("Failing write after commit due to 'onPrimaryTransactionalWrite' failpoint")
             return self._stamp(self._after(db, name, cmd, reply))
 
     def _after(self, db: str, name: Any, cmd: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +249,7 @@ class Backend(
         except CommandError as exc:
             return exc.to_reply()
         except mongomock.DuplicateKeyError as exc:
-            return CommandError(_dup_msg(exc), DUPLICATE_KEY).to_reply()
+            return CommandError(_dup_msg(exc), DUPLICATE_KEY, extra=dict(exc.details or {})).to_reply()
         except mongomock.OperationFailure as exc:
             return CommandError(str(exc), exc.code or BAD_VALUE).to_reply()
         except NotImplementedError as exc:
@@ -268,7 +276,9 @@ class Backend(
         done = self._retry_replies.get(key)
         if done is not None:
             return copy.deepcopy(done)
+        hang_up = self._fail_retryable_write()
         reply = run()
+        self._per_connection.hang_up = hang_up
         if reply.get("ok"):
             self._retry_replies[key] = copy.deepcopy(reply)
             if self._storage is not None:  # a driver retrying after a server crash gets this reply, not a rerun

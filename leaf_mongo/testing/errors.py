@@ -109,17 +109,24 @@ class CloseConnection(Exception):  # noqa: N818 - an instruction to the wire lay
 
 
 class CommandError(Exception):
-    """A command failure that becomes ``{ok: 0, errmsg, code, codeName}``."""
+    """A command failure that becomes ``{ok: 0, errmsg, code, codeName}`` (plus ``extra``, e.g. ``keyPattern``)."""
 
-    def __init__(self, errmsg: str, code: int = UNKNOWN_ERROR, code_name: str | None = None) -> None:
+    def __init__(
+        self, errmsg: str, code: int = UNKNOWN_ERROR, code_name: str | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(errmsg)
         self.errmsg = errmsg
         self.code = code
         self.code_name = code_name or CODE_NAMES.get(code, f"Location{code}")
+        self.extra = extra or {}
 
     def to_reply(self) -> dict[str, Any]:
         """The error document a real mongod would send."""
-        return {"ok": 0.0, "errmsg": self.errmsg, "code": self.code, "codeName": self.code_name}
+        return {"ok": 0.0, "errmsg": self.errmsg, "code": self.code, "codeName": self.code_name, **self.extra}
+
+    def to_write_error(self) -> dict[str, Any]:
+        """The same failure as one entry of a write command's ``writeErrors`` (without its ``index``)."""
+        return {"code": self.code, "errmsg": self.errmsg, **self.extra}
 
 
 def bad_value(msg: str) -> CommandError:
@@ -143,7 +150,12 @@ def authentication_failed(msg: str = "Authentication failed.") -> CommandError:
 
 
 def not_implemented(msg: str) -> CommandError:
-    """NotImplemented (238): what the emulator refuses rather than silently ignores (its limitations)."""
+    """NotImplemented (238): what the emulator refuses rather than silently ignores (its limitations).
+
+    The message always says "emulator limitation", the phrase the README's list and the spec-test skip list use.
+    """
+    if "emulator limitation" not in msg:
+        msg = f"{msg} (emulator limitation)"
     return CommandError(msg, NOT_IMPLEMENTED)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from leaf_mongo.testing.errors import BAD_VALUE, TYPE_MISMATCH, CommandError, not_implemented
 
 FAIL_COMMAND = "failCommand"
+PRIMARY_TRANSACTIONAL_WRITE = "onPrimaryTransactionalWrite"
 _DATA_FIELDS = frozenset(
     {"failCommands", "closeConnection", "errorCode", "errorLabels", "writeConcernError",
      "blockConnection", "blockTimeMS", "appName", "failInternalCommands", "failLocalClients", "namespace"}
@@ -36,6 +37,7 @@ _CANONICAL = {
         "findAndModify", "find", "getMore", "killCursors", "aggregate", "explain", "count", "distinct", "create",
         "drop", "listCollections", "dropDatabase", "listDatabases", "createIndexes", "listIndexes", "dropIndexes",
         "createSearchIndexes", "updateSearchIndex", "dropSearchIndex", "saslStart", "saslContinue",
+        "bulkWrite",
     )
 }  # fmt: skip
 _CANONICAL["deleteindexes"] = "dropIndexes"
@@ -64,11 +66,14 @@ class FailCommand:
         if not isinstance(data, Mapping):
             raise CommandError("'data' must be an object", TYPE_MISMATCH)
         data = dict(data)
-        _check_data(data)
+        self._check(data)
         with self._lock:
             before = self.entered
             self.mode, self.remaining, self.probability, self.data = mode, remaining, probability, data
             return before
+
+    def _check(self, data: dict[str, Any]) -> None:
+        _check_data(data)
 
     def before_command(self, name: str, app_name: str | None, nss: str) -> dict[str, Any] | None:
         """The data if the fail point fires before ``name`` runs (block, close or error)."""
@@ -114,6 +119,32 @@ class FailCommand:
                 return False
             return True
         return random.random() < self.probability  # activationProbability  # noqa: S311 - not cryptographic
+
+
+class PrimaryTransactionalWrite(FailCommand):
+    """mongod's ``onPrimaryTransactionalWrite`` fail point (the retryable-write tests use it), per retryable write.
+
+    mongod checks it as a retryable write (or transaction) statement completes on the primary
+    (``TransactionParticipant``): with ``failBeforeCommitExceptionCode`` the write is not committed and fails with
+    that code; ``closeConnection`` (default true) hangs up, after the commit when there is one. The emulator
+    checks it once per retryable write command (``txnNumber``), which the spec tests cannot tell apart.
+    """
+
+    def _check(self, data: dict[str, Any]) -> None:
+        unknown = sorted(set(data) - {"closeConnection", "failBeforeCommitExceptionCode"})
+        if unknown:
+            raise not_implemented(f"onPrimaryTransactionalWrite data field(s) {unknown} are not supported")
+        code = data.get("failBeforeCommitExceptionCode", 0)
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise CommandError("'failBeforeCommitExceptionCode' must be an integer", TYPE_MISMATCH)
+
+    def fire(self) -> dict[str, Any] | None:
+        """The data if the fail point fires for this retryable write."""
+        with self._lock:
+            if self.mode == "off" or not self._should_fire():
+                return None
+            self.entered += 1
+            return dict(self.data)
 
 
 def _parse_mode(mode: Any) -> tuple[str, int, float]:

@@ -13,15 +13,17 @@ index scan does.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import mongomock
 from bson.regex import Regex
+from mongomock import helpers as mm_helpers
 from mongomock.filtering import filter_applies
 
-__all__ = ["IdIndexedCollection", "id_values"]
+__all__ = ["IdIndexedCollection", "duplicate_key", "id_values"]
 
 _UNHASHED = (dict, list, tuple, bool, re.Pattern, Regex)
 
@@ -46,7 +48,36 @@ def id_values(spec: Any) -> list[Any] | None:
 
 
 class IdIndexedCollection(mongomock.Collection):  # type: ignore[misc]
-    """mongomock's collection, with ``_id`` equality filters answered from the store by key."""
+    """mongomock's collection, with ``_id`` equality filters answered from the store by key, and duplicate-key
+    errors that name the index, its key pattern and the duplicated value, as mongod's do."""
+
+    def _apply_update_pipeline(self, existing_document: dict[str, Any], pipeline: Any, session: Any) -> None:
+        """An update pipeline whose result lacks ``_id`` keeps the document's (mongod re-adds it; mongomock lost it)."""
+        doc_id = existing_document.get("_id")
+        super()._apply_update_pipeline(existing_document, pipeline, session)  # type: ignore[misc]
+        if "_id" not in existing_document:
+            existing_document["_id"] = doc_id
+
+    def _ensure_uniques(self, new_data: dict[str, Any]) -> None:
+        """mongomock's unique-index check (``new_data`` is already stored), raising mongod's E11000 error."""
+        store: Any = self._store
+        indexes: dict[str, dict[str, Any]] = store.indexes
+        for name, index in indexes.items():
+            if not index.get("unique"):
+                continue
+            key_value: dict[str, Any] = {}
+            for key, _ in index["key"]:
+                try:
+                    key_value[key] = mm_helpers.get_value_by_dot(new_data, key)
+                except KeyError:
+                    key_value[key] = None
+            if index.get("sparse") and set(map(repr, key_value.values())) == {"None"}:
+                continue
+            query: dict[str, Any] = dict(key_value)
+            if index.get("partialFilterExpression") is not None:
+                query = {"$and": [index["partialFilterExpression"], key_value]}
+            if len(list(itertools.islice(self._iter_documents(query), 2))) > 1:
+                raise duplicate_key(self.full_name, name, dict(index["key"]), key_value)
 
     def _iter_documents(self, filter: Any) -> Iterator[dict[str, Any]]:
         values = id_values(filter)
@@ -71,3 +102,18 @@ class IdIndexedCollection(mongomock.Collection):  # type: ignore[misc]
             with contextlib.suppress(TypeError):  # mixed _id types: keep the query's order
                 hits.sort(key=lambda d: d["_id"])
         return iter(hits)
+
+
+def duplicate_key(ns: str, index: str, pattern: dict[str, Any], value: dict[str, Any]) -> mongomock.DuplicateKeyError:
+    """mongod's E11000 error: its message, and ``keyPattern``/``keyValue`` (in the write error or the reply)."""
+    shown = ", ".join(f"{k}: {_shell(v)}" for k, v in value.items())
+    return mongomock.DuplicateKeyError(
+        f"E11000 duplicate key error collection: {ns} index: {index} dup key: {{ {shown} }}",
+        11000,
+        {"keyPattern": pattern, "keyValue": value},
+    )
+
+
+def _shell(value: Any) -> str:
+    """A value as mongod prints it in an E11000 message (strings quoted, the rest as Python shows them)."""
+    return f'"{value}"' if isinstance(value, str) else repr(value)

@@ -81,8 +81,8 @@ def _normalize_mapping(mapping: Any, ctx: str, custom: set[str], root: bool) -> 
     fields = mapping.get("fields", {})
     if not isinstance(fields, dict):
         raise failed_to_parse(f'"{ctx}.fields" must be a document')
-    if root and not dynamic and not fields:
-        raise failed_to_parse(f'"{ctx}.fields" must be specified (and not empty) when "{ctx}.dynamic" is false')
+    # `{dynamic: false}` with no fields is a valid (empty) index: mongot's DocumentFieldDefinition defaults `fields`
+    # to {} and checks no count (its test's valid "explicit dynamic" spec); Atlas and the drivers' prose tests use it.
     out_fields: dict[str, Any] = {}
     for name, spec in fields.items():
         fctx = f"{ctx}.fields.{name}"
@@ -141,6 +141,8 @@ def normalize_search_definition(definition: Any) -> dict[str, Any]:
     """
     if not isinstance(definition, dict):
         raise failed_to_parse('"definition" must be a document')
+    if "mappings" not in definition:  # mongot parses the required `mappings` first (Atlas says the same)
+        raise failed_to_parse("Attribute mappings missing.")
     reject_unknown_fields(
         definition,
         {
@@ -155,8 +157,6 @@ def normalize_search_definition(definition: Any) -> dict[str, Any]:
         },
         "",
     )
-    if "mappings" not in definition:
-        raise failed_to_parse('"mappings" is required')
     custom = {str(a.get("name")) for a in definition.get("analyzers", []) if isinstance(a, dict)}
     for key in ("synonyms", "analyzers", "typeSets"):
         if key in definition:

@@ -29,12 +29,13 @@ from leaf_mongo.testing.errors import (
     BAD_VALUE,
     DUPLICATE_KEY,
     INVALID_NAMESPACE,
-    NOT_IMPLEMENTED,
     CommandError,
+    not_implemented,
     unknown_error,
 )
 from leaf_mongo.testing.fulltext import FullTextIndex
 from leaf_mongo.testing.id_lookup import IdIndexedCollection
+from leaf_mongo.testing.mongomock_fixes import apply as apply_mongomock_fixes
 from leaf_mongo.testing.search_index import SearchIndex
 from leaf_mongo.testing.vector_store import PathVectors
 
@@ -42,6 +43,8 @@ SERVER_VERSION = "8.2.0"  # what buildInfo reports unless the emulator is told t
 MAX_BSON_SIZE = 16 * 1024 * 1024
 MAX_BATCH_BYTES = MAX_BSON_SIZE - 64 * 1024
 CURSOR_IDLE_SECONDS = 600.0  # like mongod's cursorTimeoutMillis default
+
+apply_mongomock_fixes()
 
 Namespace = tuple[str, str]
 
@@ -279,11 +282,11 @@ def _dup_msg(exc: Exception) -> str:
 
 def _write_error(exc: Exception) -> dict[str, Any]:
     if isinstance(exc, CommandError):
-        return {"code": exc.code, "errmsg": exc.errmsg}
+        return exc.to_write_error()
     if isinstance(exc, mongomock.DuplicateKeyError):
-        return {"code": DUPLICATE_KEY, "errmsg": _dup_msg(exc)}
+        return {"code": DUPLICATE_KEY, "errmsg": _dup_msg(exc), **(exc.details or {})}
     if isinstance(exc, mongomock.OperationFailure):
         return {"code": exc.code or BAD_VALUE, "errmsg": str(exc)}
     if isinstance(exc, NotImplementedError):
-        return {"code": NOT_IMPLEMENTED, "errmsg": f"not supported by the leaf-mongo emulator: {exc}"}
+        return not_implemented(f"not supported by the leaf-mongo emulator: {exc}").to_write_error()
     return {"code": BAD_VALUE, "errmsg": f"{type(exc).__name__}: {exc}"}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from leaf_mongo.testing.aggregation import run_pipeline
-from leaf_mongo.testing.errors import bad_value, not_implemented
+from leaf_mongo.testing.aggregation import run_pipeline, run_stages
+from leaf_mongo.testing.commands.options import bind_let, check_hint, refuse_collation
+from leaf_mongo.testing.errors import INVALID_OPTIONS, CommandError, bad_value, not_implemented
 from leaf_mongo.testing.meta import strip_hidden
 from leaf_mongo.testing.state import SERVER_VERSION, BackendState
 
@@ -17,16 +18,42 @@ class AggregateCommands(BackendState):
 
     def _aggregate(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         target = cmd["aggregate"]
+        if target == 1 and not cmd.get("explain"):
+            return self._collectionless(db, cmd)
         if not isinstance(target, str):
             raise not_implemented("collectionless aggregate is not supported by the leaf-mongo emulator")
         if cmd.get("explain"):
             return self._explain_aggregate(db, cmd, "queryPlanner")
-        pipeline = cmd.get("pipeline")
+        refuse_collation(cmd)
+        check_hint(self._coll(db, target), self._exists(db, target), cmd.get("hint"))
+        pipeline = bind_let(cmd.get("pipeline"), cmd.get("let"), "pipeline")
+        writes = _write_targets(db, pipeline)
+        if writes and (cmd.get("readConcern") or {}).get("level") == "linearizable":
+            stage = "$out" if any(isinstance(st, dict) and "$out" in st for st in pipeline) else "$merge"
+            raise CommandError(f"{stage} cannot be used with a 'linearizable' read concern level", INVALID_OPTIONS)
         out = strip_hidden(run_pipeline(self, db, target, pipeline))
-        for ns in _write_targets(db, pipeline):
+        for ns in writes:
             self._rewritten(ns)
         cursor_opts = cmd.get("cursor") or {}
         return self._cursor_reply(f"{db}.{target}", out, cursor_opts.get("batchSize"))
+
+    def _collectionless(self, db: str, cmd: dict[str, Any]) -> dict[str, Any]:
+        """``{aggregate: 1}`` opened by ``$documents`` (its literal documents); other collectionless sources (
+        ``$listLocalSessions``, ``$currentOp``, ...) are refused."""
+        refuse_collation(cmd)
+        pipeline = bind_let(cmd.get("pipeline"), cmd.get("let"), "pipeline")
+        first = pipeline[0] if isinstance(pipeline, list) and pipeline and isinstance(pipeline[0], dict) else {}
+        if "$documents" not in first:
+            name = next(iter(first), "an empty pipeline")
+            raise not_implemented(f"collectionless aggregate with {name} is not supported by the leaf-mongo emulator")
+        docs = first["$documents"]
+        if not isinstance(docs, list) or not all(isinstance(d, dict) for d in docs):
+            raise CommandError("$documents must evaluate to an array of objects", 5858203)
+        writes = _write_targets(db, pipeline)
+        out = strip_hidden(run_stages(self, db, [dict(d) for d in docs], pipeline[1:]))
+        for ns in writes:
+            self._rewritten(ns)
+        return self._cursor_reply(f"{db}.$cmd.aggregate", out, (cmd.get("cursor") or {}).get("batchSize"))
 
     def _explain(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         inner = cmd["explain"]

@@ -20,17 +20,23 @@ from leaf_mongo.testing.errors import (
     CommandError,
     not_implemented,
 )
-from leaf_mongo.testing.failpoints import FAIL_COMMAND, FailCommand, command_namespace
+from leaf_mongo.testing.failpoints import (
+    FAIL_COMMAND,
+    PRIMARY_TRANSACTIONAL_WRITE,
+    FailCommand,
+    PrimaryTransactionalWrite,
+    command_namespace,
+)
 
 # mongod adds RetryableWriteError to these errors of a retryable write (src/mongo/db/error_labels.cpp,
 # ErrorCodes::isRetriableError in error_codes.yml).
 RETRYABLE_CODES = frozenset({6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
-_RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify"})
+_RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify", "bulkwrite"})
 # Commands whose invocation ``supportsWriteConcern()``: mongod adds failCommand's writeConcernError only in
 # RunCommandAndWaitForWriteConcern, which no other command reaches (the search-index commands, find, and an
 # aggregate without $out/$merge do not take a write concern, so the fail point never fires for them).
 _WRITE_CONCERN_COMMANDS = frozenset(
-    {"insert", "update", "delete", "findandmodify", "create", "drop", "dropdatabase", "createindexes",
+    {"insert", "update", "delete", "findandmodify", "bulkwrite", "create", "drop", "dropdatabase", "createindexes",
      "dropindexes", "deleteindexes", "collmod", "renamecollection"}
 )  # fmt: skip
 
@@ -40,6 +46,7 @@ class ParameterCommands:
 
     test_commands: bool
     fail_command: FailCommand
+    primary_write: PrimaryTransactionalWrite
     _per_connection: threading.local
 
     def _parameters(self) -> dict[str, Any]:
@@ -82,11 +89,15 @@ class ParameterCommands:
         if db != "admin":
             raise CommandError("configureFailPoint may only be run against the admin database.", UNAUTHORIZED)
         name = cmd["configureFailPoint"]
-        if name != FAIL_COMMAND:
-            raise not_implemented(f"fail point {name!r} is not supported; only failCommand is (emulator limitation)")
+        points = {FAIL_COMMAND: self.fail_command, PRIMARY_TRANSACTIONAL_WRITE: self.primary_write}
+        if name not in points:
+            raise not_implemented(
+                f"fail point {name!r} is not supported; only failCommand and onPrimaryTransactionalWrite are "
+                "(emulator limitation)"
+            )
         if "mode" not in cmd:
             raise CommandError("Missing mode", BAD_VALUE)
-        return {"count": self.fail_command.configure(cmd)}
+        return {"count": points[name].configure(cmd)}
 
     def _fail_before(self, db: str, name: str, cmd: dict[str, Any]) -> dict[str, Any] | None:
         """Apply ``failCommand`` before a command runs: block, hang up, or the error reply to send instead."""
@@ -120,6 +131,23 @@ class ParameterCommands:
         wce = dict(data["writeConcernError"])
         reply["writeConcernError"] = wce
         return _labelled(reply, data, name, cmd, wce.get("code"))
+
+    def _fail_retryable_write(self) -> bool:
+        """``onPrimaryTransactionalWrite`` for one retryable write: True to hang up once it has committed.
+
+        With ``failBeforeCommitExceptionCode`` nothing runs: the connection is closed (``closeConnection``, the
+        default) or the write fails with that code.
+        """
+        data = self.primary_write.fire() if self.test_commands else None
+        if data is None:
+            return False
+        close = bool(data.get("closeConnection", True))
+        code = data.get("failBeforeCommitExceptionCode")
+        if code:
+            if close:
+                raise CloseConnection("Failing write for test due to 'onPrimaryTransactionalWrite' failpoint")
+            raise CommandError("Failing write for test due to 'onPrimaryTransactionalWrite' failpoint", int(code))
+        return close
 
     @property
     def _app_name(self) -> str | None:

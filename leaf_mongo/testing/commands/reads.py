@@ -9,7 +9,9 @@ from typing import Any
 
 from bson import Int64
 from mongomock import helpers as mm_helpers
+from mongomock.filtering import BsonComparable
 
+from leaf_mongo.testing.commands.options import bind_let, check_hint, refuse_collation
 from leaf_mongo.testing.docs import MockCollection, copy_doc, matching_documents, stored_documents
 from leaf_mongo.testing.errors import CURSOR_NOT_FOUND, CommandError, bad_value
 from leaf_mongo.testing.state import BackendState
@@ -18,7 +20,8 @@ from leaf_mongo.testing.state import BackendState
 class ReadCommands(BackendState):
     def _find(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         coll = self._coll(db, cmd["find"])
-        flt = cmd.get("filter") or {}
+        self._check_read_options(db, coll, cmd)
+        flt = bind_let(cmd.get("filter") or {}, cmd.get("let"))
         projection = cmd.get("projection") or None
         sort = list((cmd.get("sort") or {}).items()) or None
         skip = int(cmd.get("skip") or 0)
@@ -54,6 +57,7 @@ class ReadCommands(BackendState):
 
     def _count(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         coll = self._coll(db, cmd["count"])
+        self._check_read_options(db, coll, cmd)
         query = cmd.get("query") or {}
         if query:
             n = sum(1 for _ in matching_documents(coll, query))
@@ -66,7 +70,14 @@ class ReadCommands(BackendState):
 
     def _distinct(self, db: str, cmd: dict[str, Any], conn: int) -> dict[str, Any]:
         coll = self._coll(db, cmd["distinct"])
-        return {"values": coll.distinct(cmd["key"], cmd.get("query") or None)}
+        self._check_read_options(db, coll, cmd)
+        values = coll.distinct(cmd["key"], cmd.get("query") or None)
+        # mongod gathers the values in a BSONElementSet, ordered by BSON comparison: the reply is sorted.
+        return {"values": sorted(values, key=BsonComparable)}
+
+    def _check_read_options(self, db: str, coll: MockCollection, cmd: dict[str, Any]) -> None:
+        refuse_collation(cmd)
+        check_hint(coll, self._exists(db, coll.name), cmd.get("hint"))
 
 
 def _found(coll: MockCollection, flt: Any, projection: Any, sort: Any, skip: int, limit: int) -> Iterator[Any]:
