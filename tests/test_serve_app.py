@@ -108,6 +108,7 @@ async def test_health_and_metrics(models: dict[str, str]) -> None:
         'leaf_serve_inputs_total{side="query"} 1.0',
         'leaf_serve_queue_depth{side="document"} 0.0',
         'leaf_serve_batch_size_count{side="query"} 1.0',
+        'leaf_serve_padded_tokens_total{side="query"}',
     ):
         assert line in metrics
 

@@ -138,8 +138,13 @@ class Engine:
             side.batcher.start()
 
     def _observer(self, task: Task) -> Any:
-        histogram = self.metrics.batch_size.labels(task)
-        return lambda texts, _tokens: histogram.observe(texts)
+        histogram, padded = self.metrics.batch_size.labels(task), self.metrics.padded_tokens.labels(task)
+
+        def observe(texts: int, tokens: int) -> None:
+            histogram.observe(texts)
+            padded.inc(tokens)
+
+        return observe
 
     async def stop(self) -> None:
         for side in self.sides.values():
