@@ -77,6 +77,8 @@ class Side:
         """Tokens per text as the model sees them (prompt and special tokens included), before truncation."""
         assert self.tokenizer is not None
         prompt = self.prompt
+        if len(texts) == 1:  # a query: encode_batch would wake the tokenizer's thread pool for one text
+            return [len(self.tokenizer.encode(prompt + texts[0]).ids)]
         return [len(e.ids) for e in self.tokenizer.encode_batch([prompt + t for t in texts])]
 
 
