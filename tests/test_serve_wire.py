@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 import time
 
 import numpy as np
@@ -174,6 +175,71 @@ async def test_batcher_length_sorted_token_budget() -> None:
     await b.stop()
     assert enc.batches == [["x" * 50, "x" * 40], ["x" * 20, "x" * 10]]  # longest first, 50 x 2 <= 100 tokens
     assert out[:, 0].tolist() == [10.0, 50.0, 20.0, 40.0]
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+async def test_batcher_groups_concurrent_requests_by_length(grouped: bool) -> None:
+    enc = SlowEncoder(0.05)
+    b = Batcher(enc, max_batch_texts=2, max_batch_tokens=10**6, max_queued=100, group_by_length=grouped)
+    b.start()
+    first = asyncio.create_task(b.submit(["x" * 90, "x" * 10, "x" * 30], [90, 10, 30], 5))
+    second = asyncio.create_task(b.submit(["x" * 80, "x" * 20, "x" * 70], [80, 20, 70], 5))
+    one, two = await asyncio.gather(first, second)
+    await b.stop()
+    widths = [sorted((len(t) for t in batch), reverse=True) for batch in enc.batches]
+    if grouped:  # as if one request of six: 90+80, 70+30, 20+10 (padded to 90, 70, 20)
+        assert widths == [[90, 80], [70, 30], [20, 10]]
+    else:  # first come, first served: the first request's shortest text rides with the second's longest
+        assert widths == [[90, 30], [80, 10], [70, 20]]
+    assert one[:, 0].tolist() == [90.0, 10.0, 30.0] and two[:, 0].tolist() == [80.0, 20.0, 70.0]
+
+
+async def test_grouped_batcher_never_leaves_the_oldest_piece_behind() -> None:
+    enc = SlowEncoder(0.05)
+    b = Batcher(enc, max_batch_texts=8, max_batch_tokens=100, max_queued=100, group_by_length=True)
+    b.start()
+    first = asyncio.create_task(b.submit(["x" * 5], [5], 5))
+    await asyncio.sleep(0.01)  # running; the next two requests queue up
+    short = asyncio.create_task(b.submit(["x" * 10, "x" * 12], [10, 12], 5))
+    long = asyncio.create_task(b.submit(["x" * 40, "x" * 30, "x" * 11, "x" * 35], [40, 30, 11, 35], 5))
+    await asyncio.gather(first, short, long)
+    await b.stop()
+    # the oldest queued piece (12) leaves first, with the longest (40; 40 x 3 > 100 tokens); then 10 + 35 by the
+    # same rule; then 30 + 11 (30 x 3 would fit, but only two are left)
+    assert [sorted(len(t) for t in batch) for batch in enc.batches] == [[5], [12, 40], [10, 35], [11, 30]]
+
+
+async def test_a_lone_query_is_encoded_inline_only_while_the_model_is_free() -> None:
+    enc = SlowEncoder(0.05)
+    threads: list[str] = []
+    free = threading.Event()
+    free.set()
+
+    def now(texts: list[str]) -> np.ndarray | None:
+        if not free.is_set():  # the model is busy elsewhere (shared with the other side): do not block the loop
+            return None
+        threads.append(threading.current_thread().name)
+        return enc(texts)
+
+    b = Batcher(enc, max_batch_texts=8, max_batch_tokens=10**6, max_queued=100, encode_now=now, name="q")
+    b.start()
+    assert (await b.submit(["a"], [1], 5)).shape == (1, 2)  # idle: inline, on this (the event loop's) thread
+    assert threads == [threading.current_thread().name]
+    free.clear()
+    assert (await b.submit(["b"], [1], 5)).shape == (1, 2)  # model busy elsewhere: queued, the worker encodes
+    free.set()
+    running = asyncio.create_task(b.submit(["c", "d"], [1, 1], 5))  # two texts: never inline
+    await asyncio.sleep(0.01)
+    queued = await b.submit(["e"], [1], 5)  # a batch is running: queued behind it, not inline
+    await running
+    assert queued.shape == (1, 2) and len(threads) == 1
+    await b.submit(["f", "g"], [1, 1], 5)
+    await b.submit(["h"], [1], 5)  # the last batch had two texts (load): batched by the worker
+    assert len(threads) == 1
+    await b.submit(["i"], [1], 5)  # the last batch was a lone text: inline again
+    await b.stop()
+    assert len(threads) == 2
+    assert enc.batches == [["a"], ["b"], ["c", "d"], ["e"], ["f", "g"], ["h"], ["i"]]
 
 
 async def test_batcher_back_pressure_and_deadlines() -> None:

@@ -64,10 +64,21 @@ class Side:
         with self.lock:
             return self.encoder.encode(texts, self.prompt, batch_size=len(texts))
 
+    def encode_now(self, texts: list[str]) -> np.ndarray | None:
+        """Raw vectors if the model is free right now, else None (the caller must not block: the event loop)."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            return self.encoder.encode(texts, self.prompt, batch_size=len(texts))
+        finally:
+            self.lock.release()
+
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Tokens per text as the model sees them (prompt and special tokens included), before truncation."""
         assert self.tokenizer is not None
         prompt = self.prompt
+        if len(texts) == 1:  # a query: encode_batch would wake the tokenizer's thread pool for one text
+            return [len(self.tokenizer.encode(prompt + texts[0]).ids)]
         return [len(e.ids) for e in self.tokenizer.encode_batch([prompt + t for t in texts])]
 
 
@@ -121,14 +132,21 @@ class Engine:
                 max_batch_tokens=10**9 if query else s.document_batch_tokens,
                 max_queued=s.query_queue if query else s.document_queue,
                 window_s=s.query_window_ms / 1000 if query else 0.0,
+                group_by_length=not query,  # queries stay first come, first served (latency)
+                encode_now=side.encode_now if query else None,  # mongot's $vectorSearch: one query per request
                 on_batch=self._observer(task),
                 name=task,
             )
             side.batcher.start()
 
     def _observer(self, task: Task) -> Any:
-        histogram = self.metrics.batch_size.labels(task)
-        return lambda texts, _tokens: histogram.observe(texts)
+        histogram, padded = self.metrics.batch_size.labels(task), self.metrics.padded_tokens.labels(task)
+
+        def observe(texts: int, tokens: int) -> None:
+            histogram.observe(texts)
+            padded.inc(tokens)
+
+        return observe
 
     async def stop(self) -> None:
         for side in self.sides.values():

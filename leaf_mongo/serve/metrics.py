@@ -10,7 +10,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class ServeMetrics:
-    """Requests, inputs, tokens, batch sizes, queue depth and latency, by side (query / document)."""
+    """Requests, inputs, tokens (and padded tokens), batch sizes, queue depth and latency, by side."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -26,6 +26,10 @@ class ServeMetrics:
         self.batch_size = Histogram(
             "leaf_serve_batch_size", "Texts per model batch", ["side"], buckets=BATCH_BUCKETS, registry=r
         )
+        self.padded_tokens = Counter(
+            "leaf_serve_padded_tokens", "Tokens the model ran, padding included (batch width x texts)", ["side"],
+            registry=r,
+        )  # fmt: skip
         self.queue_depth = Gauge("leaf_serve_queue_depth", "Texts waiting for a model batch", ["side"], registry=r)
         self.latency = Histogram(
             "leaf_serve_request_seconds", "Request latency (body read to response)", ["side"],

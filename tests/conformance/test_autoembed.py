@@ -101,6 +101,16 @@ def test_autoembed_field_is_validated(database: Database, change: dict[str, Any]
     expect_error(lambda: create(database, [field]), fragment)
 
 
+def test_autoembed_is_not_a_search_index_type(database: Database) -> None:
+    # MT index/definition/FieldTypeDefinition.java: a search index's field types are Type in camelCase; automated
+    # embedding there is AUTO_EMBED_VECTOR ("autoEmbedVector", SearchAutoEmbedFieldDefinition), so "autoEmbed" fails
+    # in util/bson/parser/EnumField.java with the sorted, non-deprecated names (dateFacet etc. left out).
+    definition = {"mappings": {"dynamic": False, "fields": {"text": {"type": "autoEmbed", "model": "voyage-4"}}}}
+    model = SearchIndexModel(definition, name="ae_search", type="search")
+    names = "autoEmbedVector, autocomplete, boolean, date, document, embeddedDocuments, geo, knnVector, number"
+    expect_error(lambda: database.docs.create_search_index(model), f"must be one of [{names}, objectId, string,")
+
+
 def test_autoembed_without_provider_or_unknown_model_is_refused(ae_db: Database) -> None:
     # MT config/provider/community/embedding/AutoEmbeddingIndexValidator: models must be in EmbeddingModelCatalog.
     expect_error(lambda: create(ae_db, [ae(model="text-embedding-3-small")]), "are not supported")
