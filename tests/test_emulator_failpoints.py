@@ -384,3 +384,33 @@ def test_namespace(client: MongoClient[dict[str, Any]]) -> None:
     client.db.others.insert_one({"x": 1})
     assert client.db.others.find_one({}, {"_id": 0}) == {"x": 1}
     client.other.items.insert_one({"x": 1})
+
+
+# --- maxTimeMS: a blocked command is interrupted at its deadline ----------------------------------------------
+
+
+def test_block_past_max_time_ms_is_max_time_ms_expired(client: MongoClient[dict[str, Any]]) -> None:
+    """mongod's jstests/noPassthrough/block_connection_max_time_ms: the block is interruptible, nothing runs."""
+    fail(client, {"times": 1}, failCommands=["insert"], blockConnection=True, blockTimeMS=1000)
+    start = time.monotonic()
+    with pytest.raises(OperationFailure) as err:
+        client.db.command({"insert": "items", "documents": [{"x": 1}], "maxTimeMS": 100})
+    assert err.value.code == 50  # MaxTimeMSExpired
+    assert time.monotonic() - start < 0.9
+    assert client.db.items.count_documents({}) == 0
+
+
+def test_read_blocked_past_max_time_ms(client: MongoClient[dict[str, Any]]) -> None:
+    client.db.items.insert_one({"x": 1})
+    fail(client, {"times": 1}, failCommands=["find"], blockConnection=True, blockTimeMS=600)
+    with pytest.raises(OperationFailure) as err:
+        client.db.items.find_one({}, max_time_ms=100)
+    assert err.value.code == 50
+    fail(client, {"times": 1}, failCommands=["find"], blockConnection=True, blockTimeMS=100)
+    assert client.db.items.find_one({}, max_time_ms=5_000)["x"] == 1  # a block within the limit only delays
+
+
+def test_max_time_ms_zero_is_no_limit(client: MongoClient[dict[str, Any]]) -> None:
+    fail(client, {"times": 1}, failCommands=["insert"], blockConnection=True, blockTimeMS=200)
+    client.db.command({"insert": "items", "documents": [{"x": 1}], "maxTimeMS": 0})
+    assert client.db.items.count_documents({}) == 1

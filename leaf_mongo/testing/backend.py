@@ -51,6 +51,7 @@ from leaf_mongo.testing.errors import (
 from leaf_mongo.testing.failpoints import FailCommand, PrimaryTransactionalWrite
 from leaf_mongo.testing.search_index import SearchIndex, normalize
 from leaf_mongo.testing.state import SERVER_VERSION, _dup_msg
+from leaf_mongo.testing.time_limit import command_deadline, exceeded, expired, is_read
 from leaf_mongo.testing.users import Users
 
 RETRYABLE_WRITES = frozenset({"insert", "update", "delete", "findandmodify", "bulkwrite"})
@@ -171,20 +172,35 @@ class Backend(
             refused = self._refuse_unauthenticated(name, name.lower() in self._handlers)
             if refused is not None:
                 return self._stamp(refused)
+        try:
+            deadline = command_deadline(cmd)  # maxTimeMS: from the command's arrival (time_limit.py)
+        except CommandError as exc:
+            return self._stamp(exc.to_reply())
         if self.test_commands and isinstance(name, str):
-            failed = self._fail_before(db, name, cmd)  # may block, or hang up (CloseConnection)
+            failed = self._fail_before(db, name, cmd, deadline)  # may block, or hang up (CloseConnection)
             if failed is not None:
                 return self._stamp(failed)
         if isinstance(name, str) and name.lower() in LOCK_FREE:
             return self._stamp(self._after(db, name, cmd, self._run(db, cmd, connection_id)))
         with self._lock:
             self._per_connection.hang_up = False
+            if expired(deadline):  # the lock was waited for past the deadline: nothing runs
+                return self._stamp(exceeded())
             reply = self._run(db, cmd, connection_id)
+            if isinstance(name, str) and reply.get("ok") and expired(deadline) and is_read(name, cmd):
+                self._drop_cursor(reply)
+                reply = exceeded()
             if self._storage is not None:
                 reply = self._commit(reply)
             if self._per_connection.hang_up:  # onPrimaryTransactionalWrite: committed, then the connection closes
                 raise CloseConnection("Failing write after commit due to 'onPrimaryTransactionalWrite' failpoint")
             return self._stamp(self._after(db, name, cmd, reply))
+
+    def _drop_cursor(self, reply: dict[str, Any]) -> None:
+        """A read interrupted at its deadline leaves no cursor behind (mongod kills it with the operation)."""
+        cursor = reply.get("cursor")
+        if isinstance(cursor, dict) and cursor.get("id"):
+            self._cursors.pop(int(cursor["id"]), None)
 
     def _after(self, db: str, name: Any, cmd: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
         return self._fail_after(db, name, cmd, reply) if self.test_commands and isinstance(name, str) else reply

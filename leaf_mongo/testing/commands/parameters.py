@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from typing import Any
 
 from leaf_mongo.testing.errors import (
@@ -27,6 +26,7 @@ from leaf_mongo.testing.failpoints import (
     PrimaryTransactionalWrite,
     command_namespace,
 )
+from leaf_mongo.testing.time_limit import exceeded, sleep_within
 
 # mongod adds RetryableWriteError to these errors of a retryable write (src/mongo/db/error_labels.cpp,
 # ErrorCodes::isRetriableError in error_codes.yml).
@@ -99,8 +99,13 @@ class ParameterCommands:
             raise CommandError("Missing mode", BAD_VALUE)
         return {"count": points[name].configure(cmd)}
 
-    def _fail_before(self, db: str, name: str, cmd: dict[str, Any]) -> dict[str, Any] | None:
-        """Apply ``failCommand`` before a command runs: block, hang up, or the error reply to send instead."""
+    def _fail_before(
+        self, db: str, name: str, cmd: dict[str, Any], deadline: float | None = None
+    ) -> dict[str, Any] | None:
+        """Apply ``failCommand`` before a command runs: block, hang up, or the error reply to send instead.
+
+        A block is interruptible, as in mongod: past the command's ``maxTimeMS`` it ends in MaxTimeMSExpired.
+        """
         data = self.fail_command.before_command(name, self._app_name, command_namespace(db, name, cmd))
         if data is None:
             return None
@@ -112,7 +117,8 @@ class ParameterCommands:
             if block < 0:
                 refused = CommandError("'blockTimeMS' must be non-negative", INVALID_OPTIONS)
                 return _labelled(refused.to_reply(), data, name, cmd, INVALID_OPTIONS)
-            time.sleep(block / 1000)
+            if sleep_within(block / 1000, deadline):
+                return exceeded()
         if data.get("closeConnection"):
             raise CloseConnection("Failing command due to 'failCommand' failpoint")
         if "errorCode" not in data:
