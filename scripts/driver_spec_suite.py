@@ -25,16 +25,16 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
-import tarfile
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections import Counter, defaultdict
 from pathlib import Path
 from urllib.parse import urlparse
 
+import suite_common  # scripts/suite_common.py: this script's folder is on sys.path when run as a file
+
 VERSION = "4.20.1"
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 OVERLAY = HERE / "driver_spec_suite"
@@ -48,99 +48,29 @@ GROUPS = {  # group -> the runner's test module (pymongo generates the async run
 }
 
 
-def run(cmd: list[str], **kwargs: object) -> None:
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, **kwargs)  # type: ignore[call-overload]
-
-
 def fetch_sdist(work: Path) -> Path:
-    dist = work / "dist"
-    pip_env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-         f"pymongo=={VERSION}", "-d", str(dist)],
-        env=pip_env,
-    )  # fmt: skip
-    archive = next(dist.glob(f"pymongo-{VERSION}.tar.gz"))
-    with tarfile.open(archive) as tar:
-        tar.extractall(work, filter="data")
-    root = work / f"pymongo-{VERSION}"
+    root = suite_common.fetch_sdist(work, f"pymongo=={VERSION}", f"pymongo-{VERSION}")
     for module in GROUPS.values():
         if not (root / module).is_file():
             raise SystemExit(f"unexpected sdist layout: {root}/{module} is missing")
     return root
 
 
-def make_env(work: Path) -> Path:
-    """A venv layered on this interpreter's packages, plus pymongo's test requirements."""
-    venv = work / "venv"
-    run([sys.executable, "-m", "venv", str(venv)])
-    python = venv / "bin" / "python"
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
-    Path(purelib, "_leaf_mongo_parent.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    pip_env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    run([str(python), "-m", "pip", "install", "-q", "-r", str(OVERLAY / "requirements.txt")], env=pip_env)
-    return python
-
-
 def start_emulator() -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "leaf_mongo.testing", "--port", "0", "--enable-test-commands",
-         "--index-delay", "0.2"],
-        stdout=subprocess.PIPE, text=True, env=env, cwd=REPO,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith("leaf-mongo emulator listening on "):
-        proc.kill()
-        raise SystemExit(f"emulator did not start: {line!r}")
-    return proc, line.rsplit(" ", 1)[-1]
+    return suite_common.start_emulator(["--enable-test-commands", "--index-delay", "0.2"], env)
 
 
 def summarize(junit: Path) -> int:
     """Print counts per group and per spec file; return the number of failed + errored tests."""
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
-    reasons: dict[str, set[str]] = defaultdict(set)
-    failures: list[str] = []
-    for case in ET.parse(junit).getroot().iter("testcase"):
+
+    def spec_file(case: ET.Element) -> str:
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
-        file = props.get("spec_file") or (case.get("classname") or "?")
-        outcome = "passed"
-        for child in case:
-            if child.tag == "skipped":
-                outcome = "skipped"
-                reasons[file].add((child.get("message") or "").removeprefix("Skipped: ")[:160])
-            elif child.tag in ("failure", "error"):
-                outcome = "failed" if child.tag == "failure" else "errors"
-                failures.append(f"{file}::{case.get('name')}: {(child.get('message') or '')[:300]}")
-        counts[file][outcome] += 1
-    groups: dict[str, Counter[str]] = defaultdict(Counter)
-    row = "{:<58} {:>6} {:>7} {:>6} {:>6}"
-    print("\n" + row.format("spec file", "passed", "skipped", "failed", "errors"))
-    for file in sorted(counts):
-        c = counts[file]
-        groups[file.split("/")[0]].update(c)
-        print(row.format(file, c["passed"], c["skipped"], c["failed"], c["errors"]))
-    total: Counter[str] = Counter()
-    print("\n" + row.format("group", "passed", "skipped", "failed", "errors"))
-    for group in sorted(groups):
-        c = groups[group]
-        total.update(c)
-        print(row.format(group, c["passed"], c["skipped"], c["failed"], c["errors"]))
-    print(row.format("TOTAL", total["passed"], total["skipped"], total["failed"], total["errors"]))
-    for file in sorted(reasons):
-        print(f"  skipped in {file}: {'; '.join(sorted(reasons[file]))}")
-    for line in failures:
-        print(f"  FAILED {line}")
-    bad = total["failed"] + total["errors"]
-    if total["passed"] == 0:
-        print("no test passed: the suite did not really run")
-        return max(bad, 1)
-    return bad
+        return props.get("spec_file") or (case.get("classname") or "?")
+
+    return suite_common.summarize(
+        junit, spec_file, label="spec file", width=58, group_of=lambda file: file.split("/")[0], reason_chars=160
+    )
 
 
 def run_suite(root: Path, python: Path, uri: str, junit: Path, extra: list[str]) -> None:
@@ -175,7 +105,7 @@ def main() -> int:
             root = fetch_sdist(work)
         python = work / "venv" / "bin" / "python"
         if not python.exists():
-            python = make_env(work)
+            python = suite_common.make_env(work, OVERLAY / "requirements.txt")
         shutil.copy(OVERLAY / "overlay.py", root / "leaf_spec_overlay.py")
         proc, uri = (None, args.uri) if args.uri else start_emulator()
         junit = work / "junit.xml"

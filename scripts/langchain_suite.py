@@ -41,17 +41,17 @@ import signal
 import socket
 import subprocess
 import sys
-import sysconfig
-import tarfile
 import tempfile
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import suite_common  # scripts/suite_common.py: this script's folder is on sys.path when run as a file
+
 VERSION = "0.12.1"
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 OVERLAY = HERE / "langchain_suite"
@@ -59,41 +59,11 @@ PROVIDER_DIMENSIONS = 1024  # mongot's default numDimensions for an autoEmbed fi
 LIFT_SEED = 1024
 
 
-def run(cmd: list[str], **kwargs: object) -> None:
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, **kwargs)  # type: ignore[call-overload]
-
-
 def fetch_sdist(work: Path) -> Path:
-    dist = work / "dist"
-    pip_env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-         f"langchain-mongodb=={VERSION}", "-d", str(dist)],
-        env=pip_env,
-    )  # fmt: skip
-    archive = next(dist.glob(f"langchain_mongodb-{VERSION}.tar.gz"))
-    with tarfile.open(archive) as tar:
-        tar.extractall(work, filter="data")
-    root = work / f"langchain_mongodb-{VERSION}"
+    root = suite_common.fetch_sdist(work, f"langchain-mongodb=={VERSION}", f"langchain_mongodb-{VERSION}")
     if not (root / "tests" / "integration_tests").is_dir():
         raise SystemExit(f"unexpected sdist layout: {root}/tests/integration_tests is missing")
     return root
-
-
-def make_env(work: Path) -> Path:
-    """A venv layered on this interpreter's packages, plus the suite's own test requirements."""
-    venv = work / "venv"
-    run([sys.executable, "-m", "venv", str(venv)])
-    python = venv / "bin" / "python"
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
-    Path(purelib, "_leaf_mongo_parent.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    pip_env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    run([str(python), "-m", "pip", "install", "-q", "-r", str(OVERLAY / "requirements.txt")], env=pip_env)
-    return python
 
 
 def repo_env() -> dict[str, str]:
@@ -194,51 +164,17 @@ def start_emulator(provider: Provider | None) -> tuple[subprocess.Popen[str], st
         ["--embedding-endpoint", provider.url + "/v1/embeddings", "--indexing-key-file", provider.indexing_key_file,
          "--query-key-file", provider.query_key_file] if provider else []
     )  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "leaf_mongo.testing", "--port", "0", "--index-delay", "0.3", *embedding],
-        stdout=subprocess.PIPE, text=True, env=repo_env(), cwd=REPO,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith("leaf-mongo emulator listening on "):
-        proc.kill()
-        raise SystemExit(f"emulator did not start: {line!r}")
-    return proc, line.rsplit(" ", 1)[-1]
+    return suite_common.start_emulator(["--index-delay", "0.3", *embedding], repo_env())
 
 
 def summarize(junit: Path) -> int:
     """Print counts per file; return the number of failed + errored tests."""
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
-    reasons: dict[str, set[str]] = defaultdict(set)
-    failures: list[str] = []
-    for case in ET.parse(junit).getroot().iter("testcase"):
+
+    def test_file(case: ET.Element) -> str:
         dotted = case.get("classname") or case.get("name") or "?"
-        file = next((p for p in dotted.split(".") if p.startswith("test_")), dotted) + ".py"
-        outcome = "passed"
-        for child in case:
-            if child.tag == "skipped":
-                outcome = "skipped"
-                reasons[file].add((child.get("message") or "").removeprefix("Skipped: "))
-            elif child.tag in ("failure", "error"):
-                outcome = "failed" if child.tag == "failure" else "errors"
-                failures.append(f"{file}::{case.get('name')}: {(child.get('message') or '')[:300]}")
-        counts[file][outcome] += 1
-    total: Counter[str] = Counter()
-    print(f"\n{'file':<38} {'passed':>6} {'skipped':>7} {'failed':>6} {'errors':>6}")
-    for file in sorted(counts):
-        c = counts[file]
-        total.update(c)
-        print(f"{file:<38} {c['passed']:>6} {c['skipped']:>7} {c['failed']:>6} {c['errors']:>6}")
-    print(f"{'TOTAL':<38} {total['passed']:>6} {total['skipped']:>7} {total['failed']:>6} {total['errors']:>6}")
-    for file in sorted(reasons):
-        print(f"  skipped in {file}: {'; '.join(sorted(reasons[file]))}")
-    for line in failures:
-        print(f"  FAILED {line}")
-    bad = total["failed"] + total["errors"]
-    if total["passed"] == 0:
-        print("no test passed: the suite did not really run")
-        return max(bad, 1)
-    return bad
+        return next((p for p in dotted.split(".") if p.startswith("test_")), dotted) + ".py"
+
+    return suite_common.summarize(junit, test_file)
 
 
 def run_pytest(root: Path, python: Path, uri: str, autoembedding: bool, pytest_args: list[str]) -> Path:
@@ -299,7 +235,7 @@ def main() -> int:
         )
         python = work / "venv" / "bin" / "python"
         if not python.exists():
-            python = make_env(work)
+            python = suite_common.make_env(work, OVERLAY / "requirements.txt")
         shutil.copy(OVERLAY / "conftest.py", root / "tests" / "integration_tests" / "conftest.py")
         if args.uri:
             bad = summarize(run_pytest(root, python, args.uri, args.autoembedding, args.pytest_args))
